@@ -1,0 +1,77 @@
+//! The detection event, shared by the daemon's sinks and the host's decoders.
+//!
+//! One type, serialised as JSON (stdout, MQTT) and with postcard (compact binary frames). The
+//! `schema` field is first so a decoder can reject a version it does not know before reading
+//! the rest.
+
+use serde::{Deserialize, Serialize};
+
+/// Current event schema version.
+pub const EVENT_SCHEMA: u16 = 1;
+
+/// Where an event is in its life: Frigate-style new / update / end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    New,
+    Update,
+    End,
+}
+
+/// Which sensor streams contributed to a score (one-modality fallback marks the other off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Modalities {
+    pub audio: bool,
+    pub video: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub schema: u16,
+    /// Unique per event (all of its new/update/end records share it): duplicates after a
+    /// redelivery are recognisable by it.
+    pub id: String,
+    pub kind: EventKind,
+    pub label: String,
+    /// Fused score (probability) that decided the event.
+    pub score: f32,
+    /// Per-modality head scores; `None` when that stream was unavailable.
+    pub score_audio: Option<f32>,
+    pub score_video: Option<f32>,
+    pub modalities: Modalities,
+    /// Start and (for `end`) end, milliseconds since the Unix epoch.
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+    pub model_version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_postcard_round_trip() {
+        let e = Event {
+            schema: EVENT_SCHEMA,
+            id: "1732630000000-0001".into(),
+            kind: EventKind::New,
+            label: "glass_breaking".into(),
+            score: 0.93,
+            score_audio: Some(0.71),
+            score_video: None,
+            modalities: Modalities {
+                audio: true,
+                video: false,
+            },
+            start_ms: 1_732_630_000_000,
+            end_ms: None,
+            model_version: "edge-test".into(),
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains(r#""kind":"new""#), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+        let bytes = postcard::to_allocvec(&e).unwrap();
+        assert_eq!(bytes[0], EVENT_SCHEMA as u8, "schema is the first varint");
+        assert_eq!(postcard::from_bytes::<Event>(&bytes).unwrap(), e);
+    }
+}

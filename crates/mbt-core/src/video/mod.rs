@@ -1,0 +1,225 @@
+//! Video tokenization: frames -> uniform sample of `T` -> resize + centre crop -> normalise ->
+//! patch / tubelet vectors.
+//!
+//! [`VideoTokenizer`] is the one entry point both binaries use.
+
+pub mod patches;
+pub mod resize;
+pub mod sample;
+
+pub use sample::uniform_indices;
+
+use crate::config::VideoConfig;
+use crate::error::TokenizeError;
+use crate::tokens::Tokens;
+
+/// A borrowed 8-bit interleaved frame (`height` rows of `width` pixels of `channels` bytes).
+/// Decoders (V4L2 YUYV/MJPEG, PNG, Y4M) convert to RGB before the tokenizer sees a frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    pub width: usize,
+    pub height: usize,
+    pub channels: usize,
+    pub data: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    pub fn rgb(width: usize, height: usize, data: &'a [u8]) -> Self {
+        Frame {
+            width,
+            height,
+            channels: 3,
+            data,
+        }
+    }
+}
+
+/// A preprocessed frame: `height x width x 3` normalised values, row-major, channel last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<f32>,
+}
+
+/// Checks a set of frames: non-empty, RGB, all the same size, data length right.
+pub fn check_frames(frames: &[Frame]) -> Result<(), TokenizeError> {
+    let first = frames.first().ok_or(TokenizeError::EmptyVideo)?;
+    for (index, f) in frames.iter().enumerate() {
+        if f.channels != 3 {
+            return Err(TokenizeError::ChannelCount {
+                index,
+                got: f.channels,
+            });
+        }
+        if f.width == 0 || f.height == 0 {
+            return Err(TokenizeError::EmptyFrame {
+                index,
+                width: f.width,
+                height: f.height,
+            });
+        }
+        if (f.width, f.height) != (first.width, first.height) {
+            return Err(TokenizeError::FrameSizeMismatch {
+                index,
+                expected_width: first.width,
+                expected_height: first.height,
+                got_width: f.width,
+                got_height: f.height,
+            });
+        }
+        let expected = f.width * f.height * 3;
+        if f.data.len() != expected {
+            return Err(TokenizeError::FrameDataLength {
+                index,
+                width: f.width,
+                height: f.height,
+                expected,
+                got: f.data.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Turns frames into video tokens with one [`VideoConfig`].
+pub struct VideoTokenizer {
+    cfg: VideoConfig,
+}
+
+impl VideoTokenizer {
+    pub fn new(cfg: VideoConfig) -> Result<Self, TokenizeError> {
+        cfg.validate()?;
+        Ok(VideoTokenizer { cfg })
+    }
+
+    pub fn config(&self) -> &VideoConfig {
+        &self.cfg
+    }
+
+    /// Resize (shorter side), centre-crop and normalise every frame.
+    pub fn preprocess(&self, frames: &[Frame]) -> Result<Vec<Image>, TokenizeError> {
+        check_frames(frames)?;
+        let plan = resize::ResizeCrop::plan(
+            frames[0].width,
+            frames[0].height,
+            self.cfg.resize_shorter,
+            self.cfg.width,
+            self.cfg.height,
+        );
+        Ok(frames
+            .iter()
+            .map(|f| {
+                let mut img = plan.apply(f);
+                normalize(&mut img, &self.cfg.mean, &self.cfg.std);
+                img
+            })
+            .collect())
+    }
+
+    /// Tokens from exactly `num_frames` frames: `[token_count, tubelet * P * P * 3]`.
+    pub fn tokenize_frames(&self, frames: &[Frame]) -> Result<Tokens, TokenizeError> {
+        if frames.len() != self.cfg.num_frames {
+            return Err(TokenizeError::Count {
+                what: "video frames",
+                expected: self.cfg.num_frames,
+                got: frames.len(),
+            });
+        }
+        let images = self.preprocess(frames)?;
+        patches::patches(&images, self.cfg.patch_size, self.cfg.tubelet)
+    }
+
+    /// Tokens for a window holding any number of frames: `num_frames` of them are picked
+    /// uniformly over the window first (see [`uniform_indices`]).
+    pub fn tokenize_window(&self, frames: &[Frame]) -> Result<Tokens, TokenizeError> {
+        let picked: Vec<Frame> = uniform_indices(frames.len(), self.cfg.num_frames)?
+            .into_iter()
+            .map(|i| frames[i])
+            .collect();
+        self.tokenize_frames(&picked)
+    }
+}
+
+/// `(v - mean_c) / std_c` on values already scaled to [0, 1].
+fn normalize(img: &mut Image, mean: &[f32; 3], std: &[f32; 3]) {
+    let inv = [1.0 / std[0], 1.0 / std[1], 1.0 / std[2]];
+    for px in img.data.chunks_exact_mut(3) {
+        for c in 0..3 {
+            px[c] = (px[c] - mean[c]) * inv[c];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_errors_name_the_frame() {
+        let good = vec![0u8; 4 * 4 * 3];
+        let small = vec![0u8; 2 * 2 * 3];
+        let f = |width, height, channels, data| Frame {
+            width,
+            height,
+            channels,
+            data,
+        };
+        assert_eq!(check_frames(&[]), Err(TokenizeError::EmptyVideo));
+        assert!(matches!(
+            check_frames(&[f(4, 4, 3, &good), f(2, 2, 3, &small)]),
+            Err(TokenizeError::FrameSizeMismatch { index: 1, .. })
+        ));
+        assert!(matches!(
+            check_frames(&[f(4, 4, 4, &good)]),
+            Err(TokenizeError::ChannelCount { index: 0, got: 4 })
+        ));
+        assert!(matches!(
+            check_frames(&[f(4, 4, 3, &small)]),
+            Err(TokenizeError::FrameDataLength {
+                index: 0,
+                expected: 48,
+                got: 12,
+                ..
+            })
+        ));
+        assert!(matches!(
+            check_frames(&[f(0, 4, 3, &[])]),
+            Err(TokenizeError::EmptyFrame { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_frame_count_is_an_error() {
+        let tok = VideoTokenizer::new(VideoConfig::default()).unwrap();
+        let d = vec![0u8; 112 * 112 * 3];
+        let frames = vec![Frame::rgb(112, 112, &d); 3];
+        assert!(matches!(
+            tok.tokenize_frames(&frames),
+            Err(TokenizeError::Count {
+                expected: 8,
+                got: 3,
+                ..
+            })
+        ));
+        // ... but a window of 3 frames is sampled up to 8.
+        assert_eq!(tok.tokenize_window(&frames).unwrap().shape(), [196, 1536]);
+    }
+
+    #[test]
+    fn normalisation_maps_black_and_white_to_minus_one_and_one() {
+        let cfg = VideoConfig {
+            num_frames: 2,
+            tubelet: 1,
+            ..Default::default()
+        };
+        let tok = VideoTokenizer::new(cfg).unwrap();
+        let black = vec![0u8; 112 * 112 * 3];
+        let white = vec![255u8; 112 * 112 * 3];
+        let t = tok
+            .tokenize_frames(&[Frame::rgb(112, 112, &black), Frame::rgb(112, 112, &white)])
+            .unwrap();
+        assert!(t.row(0).iter().all(|&v| v == -1.0));
+        assert!(t.row(49).iter().all(|&v| (v - 1.0).abs() < 1e-6));
+    }
+}
