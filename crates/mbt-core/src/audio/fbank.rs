@@ -176,48 +176,38 @@ impl Fbank {
 }
 
 /// Kaldi's triangular mel filters (no VTLN warping), over FFT bins `0..fft_size/2`.
+///
+/// Computed in `f32` with torchaudio's operation order (`get_mel_banks`): the recipe's filters
+/// *are* those float32 values, and matching their rounding keeps the weights within ~1e-7 of
+/// the reference instead of ~1e-5.
 fn mel_filters(cfg: &AudioConfig) -> Vec<MelFilter> {
     let fft_size = cfg.fft_size();
     let num_fft_bins = fft_size / 2;
     let rate = cfg.sample_rate as f64;
     let nyquist = rate / 2.0;
-    let high = if cfg.high_freq <= 0.0 {
-        nyquist + cfg.high_freq
-    } else {
-        cfg.high_freq
-    };
-    let bin_width = rate / fft_size as f64;
+    let high = if cfg.high_freq <= 0.0 { nyquist + cfg.high_freq } else { cfg.high_freq };
+    let bin_width = (rate / fft_size as f64) as f32;
     let mel_low = mel_scale(cfg.low_freq);
     let mel_high = mel_scale(high);
-    let delta = (mel_high - mel_low) / (cfg.num_mel_bins + 1) as f64;
-    let bin_mels: Vec<f64> = (0..num_fft_bins)
-        .map(|k| mel_scale(bin_width * k as f64))
-        .collect();
+    let delta = ((mel_high - mel_low) / (cfg.num_mel_bins + 1) as f64) as f32;
+    let mel_low = mel_low as f32;
+    let bin_mels: Vec<f32> = (0..num_fft_bins).map(|k| 1127.0f32 * (1.0f32 + bin_width * k as f32 / 700.0f32).ln()).collect();
     (0..cfg.num_mel_bins)
         .map(|m| {
-            let left = mel_low + m as f64 * delta;
-            let center = mel_low + (m as f64 + 1.0) * delta;
-            let right = mel_low + (m as f64 + 2.0) * delta;
+            let left = mel_low + m as f32 * delta;
+            let center = mel_low + (m as f32 + 1.0) * delta;
+            let right = mel_low + (m as f32 + 2.0) * delta;
             let dense: Vec<f64> = bin_mels
                 .iter()
                 .map(|&mel| {
                     let up = (mel - left) / (center - left);
                     let down = (right - mel) / (right - center);
-                    up.min(down).max(0.0)
+                    up.min(down).max(0.0) as f64
                 })
                 .collect();
-            match (
-                dense.iter().position(|&w| w > 0.0),
-                dense.iter().rposition(|&w| w > 0.0),
-            ) {
-                (Some(a), Some(b)) => MelFilter {
-                    first: a,
-                    weights: dense[a..=b].to_vec(),
-                },
-                _ => MelFilter {
-                    first: 0,
-                    weights: Vec::new(),
-                },
+            match (dense.iter().position(|&w| w > 0.0), dense.iter().rposition(|&w| w > 0.0)) {
+                (Some(a), Some(b)) => MelFilter { first: a, weights: dense[a..=b].to_vec() },
+                _ => MelFilter { first: 0, weights: Vec::new() },
             }
         })
         .collect()
