@@ -20,6 +20,11 @@ pub fn load_config(file: Option<&std::path::Path>, overrides: &[String]) -> anyh
         None => (String::new(), "built-in defaults".to_string()),
     };
     let cfg: Config = mbt_core::settings::load(&text, &origin, overrides)?;
+    let origin = if overrides.is_empty() {
+        origin
+    } else {
+        format!("{origin} with --set overrides")
+    };
     cfg.validate().with_context(|| format!("in {origin}"))?;
     Ok(cfg)
 }

@@ -173,8 +173,12 @@ impl AudioConfig {
         if !(0.0..1.0).contains(&self.preemphasis) {
             return Err(c("audio.preemphasis", "expected a value in [0, 1)"));
         }
-        if !(self.log_floor > 0.0 && self.log_floor.is_finite()) {
-            return Err(c("audio.log_floor", "must be a positive number"));
+        // Log-mel values are f32 and the log is taken in f32: the floor must be a normal f32.
+        if !(self.log_floor >= f32::MIN_POSITIVE as f64 && self.log_floor <= f32::MAX as f64) {
+            return Err(c(
+                "audio.log_floor",
+                "must be a positive number in f32's normal range (1.2e-38 to 3.4e38)",
+            ));
         }
         if !self.norm_mean.is_finite() {
             return Err(c("audio.norm_mean", "must be finite"));
@@ -182,8 +186,11 @@ impl AudioConfig {
         if !(self.norm_std > 0.0 && self.norm_std.is_finite()) {
             return Err(c("audio.norm_std", "must be a positive number"));
         }
-        if self.patch_time == 0 || self.patch_freq == 0 {
-            return Err(c("audio.patch_time", "patch sizes must be positive"));
+        if self.patch_time == 0 {
+            return Err(c("audio.patch_time", "must be positive"));
+        }
+        if self.patch_freq == 0 {
+            return Err(c("audio.patch_freq", "must be positive"));
         }
         if self.num_frames == 0 || self.num_frames % self.patch_time != 0 {
             return Err(c(

@@ -15,14 +15,19 @@ use mbt_core::{AudioConfig, VideoConfig};
 const LOGMEL_TOL: f32 = 1e-3;
 
 fn fixture(name: &str) -> npy::Array {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     npy::decode_f32(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Compares our log-mel with torchaudio's on float64 input (within [`LOGMEL_TOL`]) and on
@@ -44,7 +49,10 @@ fn check_case(name: &str) {
     let mut noisy = 0;
     for ((o, a), b) in ours.data.iter().zip(&ref32.data).zip(&ref64.data) {
         let torch_noise = (a - b).abs();
-        assert!((o - a).abs() <= LOGMEL_TOL + torch_noise, "{name}: {o} vs torchaudio f32 {a} (f64 {b})");
+        assert!(
+            (o - a).abs() <= LOGMEL_TOL + torch_noise,
+            "{name}: {o} vs torchaudio f32 {a} (f64 {b})"
+        );
         if (o - a).abs() > LOGMEL_TOL {
             noisy += 1;
         }
@@ -54,7 +62,10 @@ fn check_case(name: &str) {
         ours.frames,
         ours.data.len()
     );
-    assert!(err64 <= LOGMEL_TOL, "{name} vs torchaudio f64: max abs error {err64} > {LOGMEL_TOL}");
+    assert!(
+        err64 <= LOGMEL_TOL,
+        "{name} vs torchaudio f64: max abs error {err64} > {LOGMEL_TOL}"
+    );
 }
 
 #[test]
@@ -93,7 +104,7 @@ fn logmel_shorter_than_one_frame_gives_no_frames_and_pads_to_silence() {
     let cfg = AudioConfig::default();
     let tok = AudioTokenizer::new(cfg.clone()).unwrap();
     let spec = tok.spectrogram(&input.data, 16_000).unwrap();
-    let floor_norm = ((f32::EPSILON as f64).ln() as f32 - cfg.norm_mean) / (2.0 * cfg.norm_std);
+    let floor_norm = (f32::EPSILON.ln() - cfg.norm_mean) / (2.0 * cfg.norm_std);
     assert_eq!(spec.frames, cfg.num_frames);
     assert!(spec.data.iter().all(|&v| (v - floor_norm).abs() < 1e-6));
 }
@@ -103,7 +114,11 @@ fn mel_filters_equal_torchaudio_get_mel_banks() {
     let fb = Fbank::new(&AudioConfig::default()).unwrap();
     let reference = fixture("mel_banks.npy");
     assert_eq!(reference.shape, vec![128, 256]);
-    let ours: Vec<f32> = fb.filter_matrix().iter().flat_map(|row| row[..256].iter().map(|&v| v as f32)).collect();
+    let ours: Vec<f32> = fb
+        .filter_matrix()
+        .iter()
+        .flat_map(|row| row[..256].iter().map(|&v| v as f32))
+        .collect();
     let err = max_abs_diff(&ours, &reference.data);
     println!("mel filter weights: max abs error {err:.3e}");
     // Same f32 operation order as torchaudio; what remains is torch's vectorised f32 log, which
@@ -111,17 +126,28 @@ fn mel_filters_equal_torchaudio_get_mel_banks() {
     // moving a weight by up to 2.4e-4 / 21.8 (the filter spacing) = 1.1e-5.
     assert!(err < 2e-5, "mel filters differ by {err}");
     // The one empty filter (DESIGN.md: torchaudio yields the log floor for it).
-    let empty: Vec<usize> = (0..128).filter(|&m| reference.data[m * 256..(m + 1) * 256].iter().all(|&w| w == 0.0)).collect();
+    let empty: Vec<usize> = (0..128)
+        .filter(|&m| {
+            reference.data[m * 256..(m + 1) * 256]
+                .iter()
+                .all(|&w| w == 0.0)
+        })
+        .collect();
     assert_eq!(empty, vec![3]);
 }
 
 #[test]
 fn video_tokens_equal_pillow_numpy_reference() {
     let frames = fixture("video_frames_u8.npy");
-    let [t, h, w, c] = frames.shape[..] else { panic!("shape {:?}", frames.shape) };
+    let [t, h, w, c] = frames.shape[..] else {
+        panic!("shape {:?}", frames.shape)
+    };
     assert_eq!((t, c), (2, 3));
     let bytes: Vec<u8> = frames.data.iter().map(|&v| v as u8).collect();
-    let views: Vec<Frame> = bytes.chunks_exact(h * w * 3).map(|d| Frame::rgb(w, h, d)).collect();
+    let views: Vec<Frame> = bytes
+        .chunks_exact(h * w * 3)
+        .map(|d| Frame::rgb(w, h, d))
+        .collect();
     let cfg = VideoConfig {
         num_frames: 2,
         resize_shorter: 40,
@@ -132,7 +158,10 @@ fn video_tokens_equal_pillow_numpy_reference() {
         patch_size: 16,
         tubelet: 2,
     };
-    let ours = VideoTokenizer::new(cfg).unwrap().tokenize_frames(&views).unwrap();
+    let ours = VideoTokenizer::new(cfg)
+        .unwrap()
+        .tokenize_frames(&views)
+        .unwrap();
     let reference = fixture("video_tokens.npy");
     assert_eq!(reference.shape, ours.shape().to_vec());
     let err = max_abs_diff(&ours.data, &reference.data);

@@ -17,6 +17,11 @@ fn load_settings(args: &TokenizerArgs) -> anyhow::Result<TokenizerConfig> {
         None => (String::new(), "default tokenizer settings".to_string()),
     };
     let cfg: TokenizerConfig = mbt_core::settings::load(&text, &origin, &args.overrides)?;
+    let origin = if args.overrides.is_empty() {
+        origin
+    } else {
+        format!("{origin} with --set overrides")
+    };
     cfg.validate().with_context(|| format!("in {origin}"))?;
     Ok(cfg)
 }

@@ -51,7 +51,7 @@ impl AudioTokenizer {
     pub fn spectrogram(&self, samples: &[f32], rate: u32) -> Result<LogMel, TokenizeError> {
         let raw = self.log_mel(samples, rate)?;
         let fixed =
-            spectrogram::pad_or_crop(&raw, self.cfg.num_frames, self.cfg.log_floor.ln() as f32);
+            spectrogram::pad_or_crop(&raw, self.cfg.num_frames, (self.cfg.log_floor as f32).ln());
         Ok(spectrogram::normalize(
             fixed,
             self.cfg.norm_mean,

@@ -134,7 +134,9 @@ impl Resampler {
             for m in m_lo..m_hi {
                 acc += taps[m] * x[k_max - m] as f64;
             }
-            y.push(acc as f32);
+            // Saturate: the filter's overshoot must not turn finite input near f32::MAX into
+            // infinity (which the filterbank would then refuse, naming a resampled index).
+            y.push(acc.clamp(f32::MIN as f64, f32::MAX as f64) as f32);
         }
         y
     }

@@ -126,13 +126,49 @@ impl VideoTokenizer {
                 got: frames.len(),
             });
         }
-        let images = self.preprocess(frames)?;
-        patches::patches(&images, self.cfg.patch_size, self.cfg.tubelet)
+        check_frames(frames)?;
+        // Fused: each resized row is normalised straight into its place in the token matrix
+        // (no per-frame image buffers; this path runs on every window in the daemon).
+        let cfg = &self.cfg;
+        let plan = resize::ResizeCrop::plan(
+            frames[0].width,
+            frames[0].height,
+            cfg.resize_shorter,
+            cfg.width,
+            cfg.height,
+        );
+        let (w, h) = plan.out_size();
+        let layout = patches::PatchLayout::new(frames.len(), w, h, cfg.patch_size, cfg.tubelet)?;
+        let (count, dim) = (layout.count(frames.len()), layout.dim());
+        let seg = cfg.patch_size * 3;
+        let inv = [1.0 / cfg.std[0], 1.0 / cfg.std[1], 1.0 / cfg.std[2]];
+        let mean_seg: Vec<f32> = (0..seg).map(|k| cfg.mean[k % 3]).collect();
+        let inv_seg: Vec<f32> = (0..seg).map(|k| inv[k % 3]).collect();
+        let mut data = vec![0f32; count * dim];
+        let mut scratch = resize::Scratch::default();
+        for (f, frame) in frames.iter().enumerate() {
+            plan.apply_rows(frame, &mut scratch, |y, row| {
+                for (gx, piece) in row.chunks_exact(seg).enumerate() {
+                    let o = layout.segment(f, y, gx);
+                    let dst = &mut data[o..o + seg];
+                    for (((d, &s), &m), &i) in
+                        dst.iter_mut().zip(piece).zip(&mean_seg).zip(&inv_seg)
+                    {
+                        *d = (s - m) * i;
+                    }
+                }
+            });
+        }
+        Ok(Tokens { count, dim, data })
     }
 
     /// Tokens for a window holding any number of frames: `num_frames` of them are picked
     /// uniformly over the window first (see [`uniform_indices`]).
+    ///
+    /// Every frame of the window is checked first, so an error names the bad frame's index in
+    /// `frames` whether or not the sampling would have picked it.
     pub fn tokenize_window(&self, frames: &[Frame]) -> Result<Tokens, TokenizeError> {
+        check_frames(frames)?;
         let picked: Vec<Frame> = uniform_indices(frames.len(), self.cfg.num_frames)?
             .into_iter()
             .map(|i| frames[i])
@@ -187,6 +223,38 @@ mod tests {
             check_frames(&[f(0, 4, 3, &[])]),
             Err(TokenizeError::EmptyFrame { index: 0, .. })
         ));
+    }
+
+    #[test]
+    fn fused_path_equals_preprocess_then_patches() {
+        let cfg = VideoConfig {
+            num_frames: 4,
+            resize_shorter: 40,
+            height: 32,
+            width: 32,
+            patch_size: 16,
+            tubelet: 2,
+            ..Default::default()
+        };
+        let tok = VideoTokenizer::new(cfg.clone()).unwrap();
+        let data: Vec<Vec<u8>> = (0..4)
+            .map(|f| {
+                (0..70 * 50 * 3)
+                    .map(|i| ((i * 7 + f * 31) % 256) as u8)
+                    .collect()
+            })
+            .collect();
+        let frames: Vec<Frame> = data.iter().map(|d| Frame::rgb(70, 50, d)).collect();
+        let fused = tok.tokenize_frames(&frames).unwrap();
+        let staged = patches::patches(&tok.preprocess(&frames).unwrap(), 16, 2).unwrap();
+        assert_eq!(fused.shape(), staged.shape());
+        let err = fused
+            .data
+            .iter()
+            .zip(&staged.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(err < 1e-6, "{err}");
     }
 
     #[test]

@@ -11,37 +11,75 @@ use super::Image;
 use crate::error::TokenizeError;
 use crate::tokens::Tokens;
 
+/// Where each piece of each frame goes in the token matrix: the single definition of the
+/// order above, used by the fused tokenizer path and by [`patches`].
+#[derive(Debug, Clone, Copy)]
+pub struct PatchLayout {
+    pub patch: usize,
+    pub tubelet: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl PatchLayout {
+    /// Layout for `frames` frames of `width x height`; sizes must divide (checked).
+    pub fn new(
+        frames: usize,
+        width: usize,
+        height: usize,
+        patch: usize,
+        tubelet: usize,
+    ) -> Result<Self, TokenizeError> {
+        if tubelet == 0 || frames % tubelet != 0 {
+            return Err(TokenizeError::config(
+                "video.tubelet",
+                format!("expected a divisor of the frame count {frames}, got {tubelet}"),
+            ));
+        }
+        if patch == 0 || width % patch != 0 || height % patch != 0 {
+            return Err(TokenizeError::config(
+                "video.patch_size",
+                format!("expected a divisor of the frame size {width}x{height}, got {patch}"),
+            ));
+        }
+        Ok(PatchLayout {
+            patch,
+            tubelet,
+            rows: height / patch,
+            cols: width / patch,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.tubelet * self.patch * self.patch * 3
+    }
+
+    pub fn count(&self, frames: usize) -> usize {
+        frames / self.tubelet * self.rows * self.cols
+    }
+
+    /// Offset in the token matrix of the `patch * 3` values of frame `frame`, pixel row `y`,
+    /// patch column `gx` (they are contiguous there, as in the frame).
+    #[inline]
+    pub fn segment(&self, frame: usize, y: usize, gx: usize) -> usize {
+        let (g, dt) = (frame / self.tubelet, frame % self.tubelet);
+        let token = (g * self.rows + y / self.patch) * self.cols + gx;
+        token * self.dim() + (dt * self.patch + y % self.patch) * self.patch * 3
+    }
+}
+
+/// Cuts preprocessed frames into tokens (see the module docs for the order).
 pub fn patches(frames: &[Image], p: usize, t: usize) -> Result<Tokens, TokenizeError> {
     let first = frames.first().ok_or(TokenizeError::EmptyVideo)?;
-    let (w, h) = (first.width, first.height);
-    if t == 0 || frames.len() % t != 0 {
-        return Err(TokenizeError::config(
-            "video.tubelet",
-            format!(
-                "expected a divisor of the frame count {}, got {t}",
-                frames.len()
-            ),
-        ));
-    }
-    if p == 0 || w % p != 0 || h % p != 0 {
-        return Err(TokenizeError::config(
-            "video.patch_size",
-            format!("expected a divisor of the frame size {w}x{h}, got {p}"),
-        ));
-    }
-    let (rows, cols) = (h / p, w / p);
-    let dim = t * p * p * 3;
-    let count = frames.len() / t * rows * cols;
-    let mut data = Vec::with_capacity(count * dim);
-    for g in 0..frames.len() / t {
-        for gy in 0..rows {
-            for gx in 0..cols {
-                for img in &frames[g * t..g * t + t] {
-                    for py in 0..p {
-                        let start = ((gy * p + py) * w + gx * p) * 3;
-                        data.extend_from_slice(&img.data[start..start + p * 3]);
-                    }
-                }
+    let layout = PatchLayout::new(frames.len(), first.width, first.height, p, t)?;
+    let (count, dim) = (layout.count(frames.len()), layout.dim());
+    let mut data = vec![0f32; count * dim];
+    let seg = p * 3;
+    for (f, img) in frames.iter().enumerate() {
+        for (y, row) in img.data.chunks_exact(img.width * 3).enumerate() {
+            for (gx, piece) in row.chunks_exact(seg).enumerate() {
+                let o = layout.segment(f, y, gx);
+                data[o..o + seg].copy_from_slice(piece);
             }
         }
     }

@@ -45,9 +45,13 @@ fn coefficients(in_size: usize, out_size: usize, out_range: std::ops::Range<usiz
             if total != 0.0 {
                 w.iter_mut().for_each(|v| *v /= total);
             }
+            // Zero-weight taps at either end change nothing; dropping them halves the work of
+            // a same-size pass (which Pillow skips altogether).
+            let lead = w.iter().take_while(|&&v| v == 0.0).count();
+            let trail = w[lead..].iter().rev().take_while(|&&v| v == 0.0).count();
             Taps {
-                first: xmin,
-                weights: w.into_iter().map(|v| v as f32).collect(),
+                first: xmin + lead,
+                weights: w[lead..w.len() - trail].iter().map(|&v| v as f32).collect(),
             }
         })
         .collect()
@@ -93,8 +97,19 @@ impl ResizeCrop {
         }
     }
 
-    /// Applies the plan to one RGB frame (size already checked by the caller).
-    pub fn apply(&self, f: &Frame) -> Image {
+    pub fn out_size(&self) -> (usize, usize) {
+        (self.out_w, self.out_h)
+    }
+
+    /// Applies the plan to one RGB frame (size already checked by the caller), handing each
+    /// output row (`out_w * 3` values in [0, 1]) to `sink` with its row index. `scratch` is
+    /// reused between calls so a window's frames cost no allocations after the first.
+    pub fn apply_rows(
+        &self,
+        f: &Frame,
+        scratch: &mut Scratch,
+        mut sink: impl FnMut(usize, &[f32]),
+    ) {
         debug_assert_eq!((f.width, f.height), (self.in_w, self.in_h));
         // Horizontal pass over the input rows the vertical pass reads.
         let row_lo = self.rows.first().map_or(0, |t| t.first);
@@ -104,41 +119,62 @@ impl ResizeCrop {
             .map(|t| t.first + t.weights.len())
             .max()
             .unwrap_or(0);
-        let mut tmp = vec![0f32; (row_hi - row_lo) * self.out_w * 3];
+        let stride = self.out_w * 3;
+        scratch.rows.clear();
+        scratch.rows.resize((row_hi - row_lo) * stride, 0.0);
         for y in row_lo..row_hi {
             let src = &f.data[y * self.in_w * 3..(y + 1) * self.in_w * 3];
-            let dst = &mut tmp[(y - row_lo) * self.out_w * 3..(y - row_lo + 1) * self.out_w * 3];
-            for (x, taps) in self.cols.iter().enumerate() {
+            let dst = &mut scratch.rows[(y - row_lo) * stride..(y - row_lo + 1) * stride];
+            for (d, taps) in dst.chunks_exact_mut(3).zip(&self.cols) {
+                let px = &src[taps.first * 3..(taps.first + taps.weights.len()) * 3];
                 let mut acc = [0f32; 3];
-                for (k, &w) in taps.weights.iter().enumerate() {
-                    let p = (taps.first + k) * 3;
-                    acc[0] += w * src[p] as f32;
-                    acc[1] += w * src[p + 1] as f32;
-                    acc[2] += w * src[p + 2] as f32;
+                for (&w, p) in taps.weights.iter().zip(px.chunks_exact(3)) {
+                    acc[0] += w * p[0] as f32;
+                    acc[1] += w * p[1] as f32;
+                    acc[2] += w * p[2] as f32;
                 }
-                dst[x * 3..x * 3 + 3].copy_from_slice(&acc);
+                d.copy_from_slice(&acc);
             }
         }
         // Vertical pass, scaling to [0, 1].
-        let stride = self.out_w * 3;
-        let mut data = vec![0f32; self.out_h * stride];
+        scratch.line.clear();
+        scratch.line.resize(stride, 0.0);
         for (y, taps) in self.rows.iter().enumerate() {
-            let dst = &mut data[y * stride..(y + 1) * stride];
+            let line = &mut scratch.line;
+            line.iter_mut().for_each(|v| *v = 0.0);
             for (k, &w) in taps.weights.iter().enumerate() {
                 let r = taps.first + k - row_lo;
-                let src = &tmp[r * stride..(r + 1) * stride];
-                for (d, s) in dst.iter_mut().zip(src) {
+                let w = w / 255.0;
+                for (d, s) in line
+                    .iter_mut()
+                    .zip(&scratch.rows[r * stride..(r + 1) * stride])
+                {
                     *d += w * s;
                 }
             }
-            dst.iter_mut().for_each(|v| *v /= 255.0);
+            sink(y, line);
         }
+    }
+
+    /// Applies the plan to one RGB frame, returning the cropped image in [0, 1].
+    pub fn apply(&self, f: &Frame) -> Image {
+        let mut data = Vec::with_capacity(self.out_w * self.out_h * 3);
+        self.apply_rows(f, &mut Scratch::default(), |_, row| {
+            data.extend_from_slice(row)
+        });
         Image {
             width: self.out_w,
             height: self.out_h,
             data,
         }
     }
+}
+
+/// Reusable buffers for [`ResizeCrop::apply_rows`].
+#[derive(Debug, Default)]
+pub struct Scratch {
+    rows: Vec<f32>,
+    line: Vec<f32>,
 }
 
 #[cfg(test)]
