@@ -57,7 +57,90 @@ pub struct Fbank {
     log_floor: f64,
     window: Vec<f64>,
     filters: Vec<MelFilter>,
+    segments: Segments,
     fft: Arc<dyn RealToComplex<f64>>,
+}
+
+/// The filters regrouped by FFT bin for the per-frame loop. Triangular filters on consecutive
+/// mel points overlap only pairwise: every bin lies in at most two filters (the falling half of
+/// one and the rising half of the next), and runs of bins share the same pair. Walking the
+/// power spectrum once, a run at a time, with two independent sums, touches each bin once;
+/// a loop per filter visited most bins twice and stalled on one dependent sum per filter.
+#[derive(Debug, Clone, Default)]
+struct Segments {
+    runs: Vec<Run>,
+    /// Weights of the first and second filter of each run, bin after bin.
+    wa: Vec<f64>,
+    wb: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// Filter indices; `bins` (one past the last filter) stands for "no filter".
+    a: usize,
+    b: usize,
+    first_bin: usize,
+    len: usize,
+    offset: usize,
+}
+
+impl Segments {
+    fn new(filters: &[MelFilter], num_fft_bins: usize) -> Self {
+        let none = filters.len();
+        let mut seg = Segments::default();
+        let mut current: Option<(usize, usize)> = None;
+        for k in 0..num_fft_bins {
+            let members: Vec<(usize, f64)> = filters
+                .iter()
+                .enumerate()
+                .filter_map(|(m, f)| {
+                    let w = *f.weights.get(k.wrapping_sub(f.first))?;
+                    (k >= f.first && w > 0.0).then_some((m, w))
+                })
+                .collect();
+            // Two at most, by construction (left edge of filter m + 2 == right edge of m).
+            debug_assert!(members.len() <= 2);
+            let (a, wa) = members.first().copied().unwrap_or((none, 0.0));
+            let (b, wb) = members.get(1).copied().unwrap_or((none, 0.0));
+            if members.is_empty() {
+                current = None;
+                continue;
+            }
+            if current != Some((a, b)) {
+                seg.runs.push(Run {
+                    a,
+                    b,
+                    first_bin: k,
+                    len: 0,
+                    offset: seg.wa.len(),
+                });
+                current = Some((a, b));
+            }
+            if let Some(run) = seg.runs.last_mut() {
+                run.len += 1;
+            }
+            seg.wa.push(wa);
+            seg.wb.push(wb);
+        }
+        seg
+    }
+
+    /// Mel energies of one power spectrum into `out` (`filters + 1` slots; the last is scratch).
+    fn apply(&self, power: &[f64], out: &mut [f64]) {
+        out.iter_mut().for_each(|e| *e = 0.0);
+        for r in &self.runs {
+            let p = &power[r.first_bin..r.first_bin + r.len];
+            let wa = &self.wa[r.offset..r.offset + r.len];
+            let wb = &self.wb[r.offset..r.offset + r.len];
+            let (mut x, mut y) = (0.0, 0.0);
+            for ((&p, &a), &b) in p.iter().zip(wa).zip(wb) {
+                x += a * p;
+                y += b * p;
+            }
+            out[r.a] += x;
+            out[r.b] += y;
+        }
+    }
 }
 
 /// HTK mel scale, as Kaldi and torchaudio use it.
@@ -75,6 +158,7 @@ impl Fbank {
             .map(|n| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / denom).cos())
             .collect();
         let filters = mel_filters(cfg);
+        let segments = Segments::new(&filters, fft_size / 2);
         let fft = RealFftPlanner::<f64>::new().plan_fft_forward(fft_size);
         Ok(Fbank {
             window_size,
@@ -85,6 +169,7 @@ impl Fbank {
             log_floor: cfg.log_floor,
             window,
             filters,
+            segments,
             fft,
         })
     }
@@ -125,7 +210,7 @@ impl Fbank {
         let mut spec = self.fft.make_output_vec();
         let mut scratch = self.fft.make_scratch_vec();
         let mut power = vec![0f64; spec.len()];
-        let mut energies = vec![0f64; bins];
+        let mut energies = vec![0f64; bins + 1];
         for (f, out) in data.chunks_exact_mut(bins.max(1)).enumerate().take(frames) {
             let start = f * self.window_shift;
             self.prepare_frame(&samples[start..start + self.window_size], &mut buf);
@@ -140,12 +225,10 @@ impl Fbank {
             for (p, c) in power.iter_mut().zip(&spec) {
                 *p = c.re * c.re + c.im * c.im;
             }
-            for (e, filt) in energies.iter_mut().zip(&self.filters) {
-                *e = dot(&filt.weights, &power[filt.first..]).max(self.log_floor);
-            }
-            // A separate pass so it vectorises; energies are >= the floor and finite.
+            self.segments.apply(&power, &mut energies);
+            // A separate pass so it vectorises; energies are finite, and >= the floor after max.
             for (o, &e) in out.iter_mut().zip(&energies) {
-                *o = ln_positive(e) as f32;
+                *o = ln_positive(e.max(self.log_floor)) as f32;
             }
         }
         Ok(LogMel { frames, bins, data })
@@ -183,20 +266,6 @@ fn sum_f64(x: &[f32]) -> f64 {
         }
     }
     acc.iter().sum::<f64>() + tail
-}
-
-/// Dot product with four independent partial sums, so the additions pipeline.
-fn dot(w: &[f64], p: &[f64]) -> f64 {
-    let mut acc = [0f64; 4];
-    let (wc, pc) = (w.chunks_exact(4), p[..w.len()].chunks_exact(4));
-    let (wr, pr) = (wc.remainder(), pc.remainder());
-    for (a, b) in wc.zip(pc) {
-        for k in 0..4 {
-            acc[k] += a[k] * b[k];
-        }
-    }
-    let tail: f64 = wr.iter().zip(pr).map(|(a, b)| a * b).sum();
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// Natural log of a positive, finite, normal `f64`, within ~1e-12 absolute of `f64::ln`.
