@@ -21,17 +21,19 @@ pub enum Command {
     #[command(subcommand)]
     Tokenize(TokenizeCmd),
     /// Fetch source packages, build the AVE-Intersect data set, estimate its ceilings
-    Data(Pending),
+    #[command(subcommand)]
+    Data(crate::data::DataCmd),
     /// Train an MBT model
     Train(Pending),
     /// Evaluate a checkpoint or an exported ONNX model
     Eval(Pending),
-    /// Export a model to ONNX (fp32 / int8) with its metadata
-    Export(Pending),
+    /// Export a model to ONNX with its metadata (tokenizer settings, labels, config, version)
+    Export(ExportArgs),
     /// Run an exported model on tokenized inputs and print the logits as JSON
-    Infer(Pending),
+    Infer(InferArgs),
     /// Model statistics: parameters and multiply-accumulates per part
-    Model(Pending),
+    #[command(subcommand)]
+    Model(ModelCmd),
     /// Benchmarks (tokenizer, runtimes, fusion variants)
     Bench(Pending),
     /// Listen for postcard event frames and print them
@@ -88,5 +90,72 @@ pub enum TokenizeCmd {
         out: PathBuf,
         #[command(flatten)]
         settings: TokenizerArgs,
+    },
+}
+
+/// A model config file with `--set` overrides (every CLI that takes a config accepts them).
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Model config (TOML), e.g. configs/edge.toml
+    #[arg(long, value_name = "TOML")]
+    pub config: PathBuf,
+    /// Override one setting, e.g. --set fusion_layer=2 (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Trained checkpoint to export
+    #[arg(
+        long,
+        conflicts_with = "random_init",
+        required_unless_present = "random_init"
+    )]
+    pub checkpoint: Option<PathBuf>,
+    /// Export a randomly initialised model (for tests, benchmarks and bring-up)
+    #[arg(long)]
+    pub random_init: bool,
+    /// Seed of the random initialisation
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output ONNX file
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Quantise matrix multiplications to int8: `dynamic` (MatMulInteger) or `weights` (weight-only)
+    #[arg(long, value_name = "dynamic|weights")]
+    pub int8: Option<String>,
+    /// Version string written into the model's metadata
+    #[arg(long, default_value = "dev")]
+    pub model_version: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// Exported ONNX model
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Video tokens, .npy float32 [Tv, Pv] or [N, Tv, Pv] (e.g. from `mbt tokenize video`)
+    #[arg(long)]
+    pub video: PathBuf,
+    /// Audio tokens, .npy float32 [Ta, Pa] or [N, Ta, Pa] (e.g. from `mbt tokenize audio --patches`)
+    #[arg(long)]
+    pub audio: PathBuf,
+    /// Runtime: tract (CPU) or ort (ONNX Runtime)
+    #[arg(long, default_value = "tract")]
+    pub backend: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCmd {
+    /// Parameters and multiply-accumulates per part (patch embedding, unfused layers, fused layers, heads)
+    Stats {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
     },
 }

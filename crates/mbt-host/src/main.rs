@@ -6,6 +6,8 @@
 //! field), 2 a usage error (clap), 3 a subcommand that is not built yet.
 
 mod cli;
+mod data;
+mod model;
 mod tokenize;
 
 use std::process::ExitCode;
@@ -29,12 +31,12 @@ impl std::error::Error for NotYet {}
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Tokenize(cmd) => tokenize::run(cmd),
-        Command::Data(_) => Err(NotYet("data").into()),
+        Command::Data(cmd) => data::run(cmd),
         Command::Train(_) => Err(NotYet("train").into()),
         Command::Eval(_) => Err(NotYet("eval").into()),
-        Command::Export(_) => Err(NotYet("export").into()),
-        Command::Infer(_) => Err(NotYet("infer").into()),
-        Command::Model(_) => Err(NotYet("model").into()),
+        Command::Export(args) => model::export(args),
+        Command::Infer(args) => model::infer(args),
+        Command::Model(cmd) => model::model(cmd),
         Command::Bench(_) => Err(NotYet("bench").into()),
         Command::Events(_) => Err(NotYet("events").into()),
         Command::Timeline(_) => Err(NotYet("timeline").into()),

@@ -3,6 +3,7 @@
 //! Kept out of `mbt-core` so the tokenizer stays free of I/O; shared by `mbt` (tokenize, data)
 //! and `mbtd` (replay of recorded clips). Every error names the file and what was expected.
 
+pub mod audio;
 pub mod frames;
 pub mod wav;
 pub mod y4m;

@@ -1,0 +1,133 @@
+//! `mbt export`, `mbt infer` and `mbt model stats`: the model's command-line ends.
+
+use anyhow::{bail, Context};
+use burn::prelude::*;
+use mbt_core::npy;
+use mbt_model::export::{export as write_onnx, ExportOptions, Int8};
+use mbt_model::stats::stats;
+use mbt_model::{Mbt, ModelConfig};
+
+use crate::cli::{ConfigArgs, ExportArgs, InferArgs, ModelCmd};
+
+pub fn load_config(args: &ConfigArgs) -> anyhow::Result<ModelConfig> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    ModelConfig::from_toml(&text, &args.config.display().to_string(), &args.overrides)
+        .map_err(anyhow::Error::msg)
+}
+
+pub fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args.config)?;
+    let int8 = match &args.int8 {
+        Some(kind) => Some(
+            kind.parse::<Int8>()
+                .map_err(|e| anyhow::anyhow!("--int8: {e}"))?,
+        ),
+        None => None,
+    };
+    if let Some(ckpt) = &args.checkpoint {
+        bail!("--checkpoint {}: checkpoints come with `mbt train`, which is not built yet; use --random-init", ckpt.display());
+    }
+    let device = Device::flex();
+    device.seed(args.seed);
+    let model = Mbt::new(&cfg, &device);
+    let opts = ExportOptions {
+        model_version: args.model_version.clone(),
+        training_data_hash: "none (random init)".into(),
+        int8,
+    };
+    let bytes = write_onnx(&model, &cfg, &opts)?;
+    std::fs::write(&args.out, &bytes)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!(
+        "wrote {} ({:.1} MB, random init, seed {})",
+        args.out.display(),
+        bytes.len() as f64 / 1e6,
+        args.seed
+    );
+    Ok(())
+}
+
+/// Reads a token matrix `[T, P]` (batch of one) or `[N, T, P]`; returns `(N, data)`.
+fn read_tokens(
+    path: &std::path::Path,
+    what: &str,
+    (t, p): (usize, usize),
+) -> anyhow::Result<(usize, Vec<f32>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let a = npy::decode_f32(&bytes).with_context(|| format!("{}", path.display()))?;
+    let n = match a.shape[..] {
+        [tt, pp] if (tt, pp) == (t, p) => 1,
+        [n, tt, pp] if (tt, pp) == (t, p) && n > 0 => n,
+        _ => bail!("{}: {what} tokens have shape {:?}: expected [{t}, {p}] or [N, {t}, {p}] (this model's tokenizer settings)", path.display(), a.shape),
+    };
+    Ok((n, a.data))
+}
+
+pub fn infer(args: InferArgs) -> anyhow::Result<()> {
+    if args.backend != "tract" {
+        bail!(
+            "--backend {}: only `tract` is available in this build",
+            args.backend
+        );
+    }
+    let model = mbt_infer::Model::load(&args.model, "cpu")?;
+    let (nv, video) = read_tokens(&args.video, "video", model.video_shape)?;
+    let (na, audio) = read_tokens(&args.audio, "audio", model.audio_shape)?;
+    if nv != na {
+        bail!(
+            "batch sizes differ: {} holds {nv} video samples, {} holds {na} audio samples",
+            args.video.display(),
+            args.audio.display()
+        );
+    }
+    let out = model.run(nv, &video, &audio)?;
+    let rows = |v: &[f32]| {
+        v.chunks(out.classes)
+            .map(|r| r.to_vec())
+            .collect::<Vec<_>>()
+    };
+    let json = serde_json::json!({
+        "model_version": model.metadata.model_version,
+        "runtime": model.runtime,
+        "labels": model.metadata.labels,
+        "logits": rows(&out.fused),
+        "logits_video": rows(&out.video),
+        "logits_audio": rows(&out.audio),
+    });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
+pub fn model(cmd: ModelCmd) -> anyhow::Result<()> {
+    match cmd {
+        ModelCmd::Stats { config, json } => {
+            let cfg = load_config(&config)?;
+            let s = stats(&cfg);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(());
+            }
+            println!(
+                "{} ({:?}, Lf = {}, B = {}, {} layers, d = {})",
+                config.config.display(),
+                cfg.fusion,
+                cfg.fusion_layer,
+                cfg.active_bottlenecks(),
+                cfg.layers,
+                cfg.width
+            );
+            println!("{:<18} {:>14} {:>14}", "part", "parameters", "GMACs");
+            for (name, p) in [
+                ("patch embedding", &s.patch_embedding),
+                ("unfused layers", &s.unfused_layers),
+                ("fused layers", &s.fused_layers),
+                ("heads", &s.heads),
+                ("total", &s.total),
+            ] {
+                println!("{name:<18} {:>14} {:>14.3}", p.params, p.macs as f64 / 1e9);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Running an exported MBT model with tract, through tract's runtime registry (`cpu` always;
+//! `cuda` and `gpu-or-cpu` where a GPU runtime is compiled in), and reading the metadata the
+//! file carries.
+//!
+//! A model file is refused, with the reason, when it is not ONNX, when its `metadata_props` are
+//! missing or invalid, or when its graph inputs do not match what its own tokenizer settings
+//! produce.
+
+use std::path::Path;
+
+use mbt_core::metadata::{MetadataError, ModelMetadata};
+use thiserror::Error;
+use tract_onnx::prelude::*;
+
+#[derive(Debug, Error)]
+pub enum InferError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a readable ONNX model: {reason}")]
+    NotOnnx { path: String, reason: String },
+    #[error("{path}: {source}")]
+    Metadata { path: String, source: MetadataError },
+    #[error("{path}: the graph does not match its metadata: {reason}")]
+    Inconsistent { path: String, reason: String },
+    #[error("runtime `{name}`: {reason}")]
+    Runtime { name: String, reason: String },
+    #[error("input `{name}` has shape {got:?}: expected [N, {tokens}, {dim}] (N >= 1)")]
+    InputShape {
+        name: &'static str,
+        got: Vec<usize>,
+        tokens: usize,
+        dim: usize,
+    },
+    #[error("inference failed: {0}")]
+    Run(String),
+}
+
+/// Logits for a batch, row-major `[batch, classes]` each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logits {
+    pub batch: usize,
+    pub classes: usize,
+    pub fused: Vec<f32>,
+    pub video: Vec<f32>,
+    pub audio: Vec<f32>,
+}
+
+/// A loaded, optimised model ready to run.
+pub struct Model {
+    plan: Box<dyn Runnable>,
+    pub metadata: ModelMetadata,
+    pub runtime: String,
+    /// `(tokens, patch_dim)` of the `video` and `audio` inputs.
+    pub video_shape: (usize, usize),
+    pub audio_shape: (usize, usize),
+}
+
+impl Model {
+    pub fn load(path: &Path, runtime: &str) -> Result<Self, InferError> {
+        let bytes = std::fs::read(path).map_err(|source| InferError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, &path.display().to_string(), runtime)
+    }
+
+    /// Loads from memory; `name` is used in errors.
+    pub fn from_bytes(bytes: &[u8], name: &str, runtime: &str) -> Result<Self, InferError> {
+        let onnx = tract_onnx::onnx();
+        let not_onnx = |e: TractError| InferError::NotOnnx {
+            path: name.into(),
+            reason: format!("{e:#}"),
+        };
+        let proto = onnx
+            .proto_model_for_read(&mut &bytes[..])
+            .map_err(not_onnx)?;
+        let metadata = ModelMetadata::from_props(
+            proto
+                .metadata_props
+                .iter()
+                .map(|p| (p.key.as_str(), p.value.as_str())),
+        )
+        .map_err(|source| InferError::Metadata {
+            path: name.into(),
+            source,
+        })?;
+        let tok = &metadata.tokenizer;
+        let video_shape = (tok.video.token_count(), tok.video.token_dim());
+        let audio_shape = (tok.audio.token_count(), tok.audio.token_dim());
+        let inconsistent = |reason: String| InferError::Inconsistent {
+            path: name.into(),
+            reason,
+        };
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| inconsistent("no graph".into()))?;
+        let inputs: Vec<&str> = graph
+            .input
+            .iter()
+            .map(|i| i.name.as_str())
+            .filter(|n| !graph.initializer.iter().any(|t| t.name == *n))
+            .collect();
+        if inputs != ["video", "audio"] {
+            return Err(inconsistent(format!(
+                "expected inputs [video, audio], found {inputs:?}"
+            )));
+        }
+        let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+        if outputs != ["logits", "logits_video", "logits_audio"] {
+            return Err(inconsistent(format!(
+                "expected outputs [logits, logits_video, logits_audio], found {outputs:?}"
+            )));
+        }
+        let model = onnx.model_for_proto_model(&proto).map_err(not_onnx)?;
+        let typed = model
+            .into_typed()
+            .and_then(|m| m.into_decluttered())
+            .map_err(|e| inconsistent(format!("{e:#}")))?;
+        for (ix, (input, (t, p))) in ["video", "audio"]
+            .iter()
+            .zip([video_shape, audio_shape])
+            .enumerate()
+        {
+            let fact = typed
+                .input_fact(ix)
+                .map_err(|e| inconsistent(format!("{e:#}")))?;
+            let dims: Vec<String> = fact.shape.iter().map(|d| d.to_string()).collect();
+            if dims.len() != 3 || dims[1] != t.to_string() || dims[2] != p.to_string() {
+                return Err(inconsistent(format!(
+                    "input `{input}` is {dims:?} but the tokenizer settings give [N, {t}, {p}]"
+                )));
+            }
+        }
+        let rt_err = |reason: String| InferError::Runtime {
+            name: runtime.into(),
+            reason,
+        };
+        let rt = tract_onnx::tract_core::runtime::runtime_for_name(runtime)
+            .map_err(|e| rt_err(format!("{e:#}")))?
+            .ok_or_else(|| rt_err("not compiled into this build".into()))?;
+        let plan = rt.prepare(typed).map_err(|e| rt_err(format!("{e:#}")))?;
+        Ok(Model {
+            plan,
+            metadata,
+            runtime: rt.name().to_string(),
+            video_shape,
+            audio_shape,
+        })
+    }
+
+    pub fn classes(&self) -> usize {
+        self.metadata.labels.len()
+    }
+
+    /// Runs a batch: `video` holds `batch * Tv * Pv` values, `audio` `batch * Ta * Pa`.
+    pub fn run(&self, batch: usize, video: &[f32], audio: &[f32]) -> Result<Logits, InferError> {
+        let check = |name: &'static str, data: &[f32], (t, p): (usize, usize)| {
+            if batch == 0 || data.len() != batch * t * p {
+                let got = if t * p > 0 && data.len() % (t * p) == 0 {
+                    vec![data.len() / (t * p), t, p]
+                } else {
+                    vec![data.len()]
+                };
+                return Err(InferError::InputShape {
+                    name,
+                    got,
+                    tokens: t,
+                    dim: p,
+                });
+            }
+            Ok(())
+        };
+        check("video", video, self.video_shape)?;
+        check("audio", audio, self.audio_shape)?;
+        let run_err = |e: TractError| InferError::Run(format!("{e:#}"));
+        let v = Tensor::from_shape(&[batch, self.video_shape.0, self.video_shape.1], video)
+            .map_err(run_err)?;
+        let a = Tensor::from_shape(&[batch, self.audio_shape.0, self.audio_shape.1], audio)
+            .map_err(run_err)?;
+        let out = self.plan.run(tvec!(v.into(), a.into())).map_err(run_err)?;
+        let take = |i: usize| -> Result<Vec<f32>, InferError> {
+            let t = out
+                .get(i)
+                .ok_or_else(|| InferError::Run(format!("missing output {i}")))?;
+            let view = t.try_as_plain_ram().map_err(run_err)?;
+            Ok(view.as_slice::<f32>().map_err(run_err)?.to_vec())
+        };
+        Ok(Logits {
+            batch,
+            classes: self.classes(),
+            fused: take(0)?,
+            video: take(1)?,
+            audio: take(2)?,
+        })
+    }
+}

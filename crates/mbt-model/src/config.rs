@@ -1,0 +1,262 @@
+//! The model configuration: one TOML file (with `--set key=value` overrides) describes the
+//! architecture, the tokenizer it is fed by and its labels.
+//!
+//! Token counts and patch-vector sizes are *derived* from the tokenizer settings, never stated
+//! twice, so a model cannot be configured for inputs its tokenizer does not produce.
+
+use mbt_core::TokenizerConfig;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// How the streams exchange information.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FusionKind {
+    /// From layer `fusion_layer` on, `bottlenecks` shared tokens are appended to every stream;
+    /// each stream's layer updates its own copy and the copies are averaged (the MBT method).
+    Bottleneck,
+    /// From `fusion_layer` on, each stream's queries attend over every stream's tokens (the
+    /// baseline bottlenecks beat on compute).
+    FullAttention,
+    /// No exchange at all: the streams meet only when their logits are averaged.
+    Late,
+}
+
+/// What each stream's classifier reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Classifier {
+    /// The stream's CLS token (the paper's default).
+    Token,
+    /// Global average of the stream's patch tokens.
+    Gap,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Token width `d`.
+    pub width: usize,
+    /// Transformer layers per stream (`L`).
+    pub layers: usize,
+    pub heads: usize,
+    /// MLP hidden width = `mlp_ratio * width`.
+    pub mlp_ratio: usize,
+    pub fusion: FusionKind,
+    /// First fused layer (`Lf`); `layers` means no fusion layer.
+    pub fusion_layer: usize,
+    /// Bottleneck tokens (`B`); 0 makes bottleneck fusion late fusion.
+    pub bottlenecks: usize,
+    /// One set of transformer weights for all streams instead of one per stream.
+    pub shared_weights: bool,
+    pub classifier: Classifier,
+    pub layer_norm_eps: f64,
+    /// Stochastic depth: the drop probability of the last layer's residual branches (linear
+    /// ramp from 0 at the first layer). Training only.
+    pub drop_path: f64,
+    /// Class names in logit order.
+    pub labels: Vec<String>,
+    pub tokenizer: TokenizerConfig,
+}
+
+impl Default for ModelConfig {
+    /// The edge default: ViT-tiny width, 6 layers, fusion from layer 3 through 4 bottlenecks.
+    fn default() -> Self {
+        ModelConfig {
+            width: 192,
+            layers: 6,
+            heads: 3,
+            mlp_ratio: 4,
+            fusion: FusionKind::Bottleneck,
+            fusion_layer: 3,
+            bottlenecks: 4,
+            shared_weights: false,
+            classifier: Classifier::Token,
+            layer_norm_eps: 1e-6,
+            drop_path: 0.1,
+            labels: [
+                "dog_barking",
+                "glass_breaking",
+                "person_speaking",
+                "door_slammed",
+                "door_closed_softly",
+                "none",
+            ]
+            .map(String::from)
+            .to_vec(),
+            tokenizer: TokenizerConfig::default(),
+        }
+    }
+}
+
+/// One input stream: how many tokens it gets and how long each patch vector is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSpec {
+    pub name: String,
+    pub tokens: usize,
+    pub patch_dim: usize,
+}
+
+#[derive(Debug, Error, PartialEq)]
+#[error("invalid model setting `{field}`: {reason}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn err(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl ModelConfig {
+    /// The streams, in input order (`video`, then `audio`).
+    pub fn streams(&self) -> Vec<StreamSpec> {
+        let (v, a) = (&self.tokenizer.video, &self.tokenizer.audio);
+        vec![
+            StreamSpec {
+                name: "video".into(),
+                tokens: v.token_count(),
+                patch_dim: v.token_dim(),
+            },
+            StreamSpec {
+                name: "audio".into(),
+                tokens: a.token_count(),
+                patch_dim: a.token_dim(),
+            },
+        ]
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether any layer exchanges information between streams.
+    pub fn fuses(&self) -> bool {
+        match self.fusion {
+            FusionKind::Late => false,
+            FusionKind::Bottleneck => self.fusion_layer < self.layers && self.bottlenecks > 0,
+            FusionKind::FullAttention => self.fusion_layer < self.layers,
+        }
+    }
+
+    /// Bottleneck tokens actually used (0 unless bottleneck fusion has a fused layer).
+    pub fn active_bottlenecks(&self) -> usize {
+        if self.fusion == FusionKind::Bottleneck && self.fuses() {
+            self.bottlenecks
+        } else {
+            0
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.width == 0 {
+            return Err(err("width", "must be positive"));
+        }
+        if self.heads == 0 || self.width % self.heads != 0 {
+            return Err(err(
+                "heads",
+                format!(
+                    "expected a divisor of width ({}), got {}",
+                    self.width, self.heads
+                ),
+            ));
+        }
+        if self.layers == 0 {
+            return Err(err("layers", "must be positive"));
+        }
+        if self.mlp_ratio == 0 {
+            return Err(err("mlp_ratio", "must be positive"));
+        }
+        if self.fusion_layer > self.layers {
+            return Err(err(
+                "fusion_layer",
+                format!(
+                    "expected at most layers ({}), got {}",
+                    self.layers, self.fusion_layer
+                ),
+            ));
+        }
+        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps < 1.0) {
+            return Err(err("layer_norm_eps", "expected a small positive number"));
+        }
+        if !(0.0..1.0).contains(&self.drop_path) {
+            return Err(err("drop_path", "expected a probability in [0, 1)"));
+        }
+        if self.labels.is_empty() {
+            return Err(err("labels", "expected at least one label"));
+        }
+        if let Some(dup) = self
+            .labels
+            .iter()
+            .enumerate()
+            .find(|(i, l)| self.labels[..*i].contains(l))
+        {
+            return Err(err("labels", format!("label `{}` appears twice", dup.1)));
+        }
+        self.tokenizer
+            .validate()
+            .map_err(|e| err("tokenizer", e.to_string()))?;
+        for s in self.streams() {
+            if s.tokens == 0 {
+                return Err(err(
+                    "tokenizer",
+                    format!("the {} stream gets zero tokens", s.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses TOML text with `--set` overrides and validates.
+    pub fn from_toml(text: &str, origin: &str, overrides: &[String]) -> Result<Self, String> {
+        let cfg: ModelConfig =
+            mbt_core::settings::load(text, origin, overrides).map_err(|e| e.to_string())?;
+        cfg.validate().map_err(|e| format!("{origin}: {e}"))?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        let c = ModelConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.streams()[0].tokens, 196);
+        assert_eq!(c.streams()[1].tokens, 104);
+        assert_eq!(c.active_bottlenecks(), 4);
+    }
+
+    #[test]
+    fn impossible_values_name_the_field() {
+        let bad = |f: fn(&mut ModelConfig)| {
+            let mut c = ModelConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err().field
+        };
+        assert_eq!(bad(|c| c.heads = 5), "heads");
+        assert_eq!(bad(|c| c.fusion_layer = 7), "fusion_layer");
+        assert_eq!(bad(|c| c.width = 0), "width");
+        assert_eq!(bad(|c| c.labels.clear()), "labels");
+        assert_eq!(bad(|c| c.tokenizer.video.num_frames = 0), "tokenizer");
+    }
+
+    #[test]
+    fn b0_or_lf_eq_l_is_late() {
+        let c = ModelConfig {
+            bottlenecks: 0,
+            ..Default::default()
+        };
+        assert!(!c.fuses());
+        let c = ModelConfig {
+            fusion_layer: 6,
+            ..Default::default()
+        };
+        assert!(!c.fuses());
+    }
+}

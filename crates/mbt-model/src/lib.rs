@@ -1,0 +1,12 @@
+//! The Multimodal Bottleneck Transformer (Nagrani et al., NeurIPS 2021): its configuration,
+//! its compute model, the burn implementation used for training and as the reference forward,
+//! and the ONNX writer that produces the same graph for tract and onnxruntime.
+
+pub mod config;
+pub mod export;
+pub mod layers;
+pub mod mbt;
+pub mod stats;
+
+pub use config::{Classifier, FusionKind, ModelConfig, StreamSpec};
+pub use mbt::{Mbt, Output};
