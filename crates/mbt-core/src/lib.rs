@@ -26,5 +26,16 @@ pub mod tokens;
 pub mod video;
 
 pub use config::{AudioConfig, TokenizerConfig, VideoConfig};
+
+/// The AVE-Intersect classes, in the order of the default model's outputs: the data set
+/// builder labels clips with them and the default model config lists them.
+pub const AVE_CLASSES: [&str; 6] = [
+    "dog_barking",
+    "glass_breaking",
+    "person_speaking",
+    "door_slammed",
+    "door_closed_softly",
+    "none",
+];
 pub use error::TokenizeError;
 pub use tokens::Tokens;

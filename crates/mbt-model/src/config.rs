@@ -74,16 +74,7 @@ impl Default for ModelConfig {
             classifier: Classifier::Token,
             layer_norm_eps: 1e-6,
             drop_path: 0.1,
-            labels: [
-                "dog_barking",
-                "glass_breaking",
-                "person_speaking",
-                "door_slammed",
-                "door_closed_softly",
-                "none",
-            ]
-            .map(String::from)
-            .to_vec(),
+            labels: mbt_core::AVE_CLASSES.map(String::from).to_vec(),
             tokenizer: TokenizerConfig::default(),
         }
     }

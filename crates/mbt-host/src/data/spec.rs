@@ -23,14 +23,7 @@ use super::manifest::Kind;
 use super::rng::Rng;
 
 /// The six labels, in the order of the model's output.
-pub const CLASSES: [&str; 6] = [
-    "dog_barking",
-    "glass_breaking",
-    "person_speaking",
-    "door_slammed",
-    "door_closed_softly",
-    "none",
-];
+pub use mbt_core::AVE_CLASSES as CLASSES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Class {
