@@ -34,8 +34,9 @@ pub enum Command {
     /// Model statistics: parameters and multiply-accumulates per part
     #[command(subcommand)]
     Model(ModelCmd),
-    /// Benchmarks (tokenizer, runtimes, fusion variants)
-    Bench(Pending),
+    /// Benchmarks (runtime latency; the tokenizer's are criterion benches, see BENCHMARKS.md)
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Listen for postcard event frames and print them
     Events(Pending),
     /// Draw per-label scores over a clip with ground truth and emitted events
@@ -155,6 +156,25 @@ pub enum ModelCmd {
         #[command(flatten)]
         config: ConfigArgs,
         /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Time tract on a model file: load + optimise once, then the median of repeated runs
+    Infer {
+        /// Exported ONNX model
+        #[arg(long)]
+        model: PathBuf,
+        /// Batch size
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Timed runs (after 3 warm-up runs)
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },

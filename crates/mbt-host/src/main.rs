@@ -37,7 +37,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => model::export(args),
         Command::Infer(args) => model::infer(args),
         Command::Model(cmd) => model::model(cmd),
-        Command::Bench(_) => Err(NotYet("bench").into()),
+        Command::Bench(cmd) => model::bench(cmd),
         Command::Events(_) => Err(NotYet("events").into()),
         Command::Timeline(_) => Err(NotYet("timeline").into()),
     }

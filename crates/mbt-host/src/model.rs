@@ -7,7 +7,7 @@ use mbt_model::export::{export as write_onnx, ExportOptions, Int8};
 use mbt_model::stats::stats;
 use mbt_model::{Mbt, ModelConfig};
 
-use crate::cli::{ConfigArgs, ExportArgs, InferArgs, ModelCmd};
+use crate::cli::{BenchCmd, ConfigArgs, ExportArgs, InferArgs, ModelCmd};
 
 pub fn load_config(args: &ConfigArgs) -> anyhow::Result<ModelConfig> {
     let text = std::fs::read_to_string(&args.config)
@@ -130,4 +130,54 @@ pub fn model(cmd: ModelCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `mbt bench infer`: load + optimise time and the median latency of tract on a model file,
+/// with deterministic pseudo-random inputs of the model's shapes (one thread: tract's
+/// single-threaded executor).
+pub fn bench(cmd: BenchCmd) -> anyhow::Result<()> {
+    let BenchCmd::Infer {
+        model,
+        batch,
+        runs,
+        json,
+    } = cmd;
+    if batch == 0 || runs == 0 {
+        bail!("--batch and --runs must be positive");
+    }
+    let t0 = std::time::Instant::now();
+    let m = mbt_infer::Model::load(&model, "cpu")?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let fill = |n: usize, seed: u32| {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect::<Vec<f32>>()
+    };
+    let video = fill(batch * m.video_shape.0 * m.video_shape.1, 1);
+    let audio = fill(batch * m.audio_shape.0 * m.audio_shape.1, 2);
+    for _ in 0..3 {
+        m.run(batch, &video, &audio)?;
+    }
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            m.run(batch, &video, &audio)
+                .map(|_| t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<Result<_, _>>()?;
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"model": model, "batch": batch, "runs": runs, "load_optimise_ms": load_ms, "median_ms": median, "min_ms": times[0]})
+        );
+    } else {
+        println!("{}: batch {batch}, load+optimise {load_ms:.1} ms, median {median:.3} ms, min {:.3} ms over {runs} runs (tract, 1 thread)", model.display(), times[0]);
+    }
+    Ok(())
 }
