@@ -5,19 +5,10 @@
 
 use burn::prelude::*;
 use mbt_model::export::{export, ExportOptions};
-use mbt_model::{FusionKind, Mbt, ModelConfig};
+use mbt_model::{FusionKind, Mbt};
 
-fn small(fusion: FusionKind, lf: usize) -> ModelConfig {
-    ModelConfig {
-        width: 48,
-        layers: 3,
-        heads: 3,
-        mlp_ratio: 2,
-        fusion,
-        fusion_layer: lf,
-        ..Default::default()
-    }
-}
+mod common;
+use common::small;
 
 #[test]
 fn same_seed_same_file() {

@@ -9,6 +9,9 @@ use mbt_core::video::{Frame, VideoTokenizer};
 use mbt_model::export::{export, ExportOptions};
 use mbt_model::{Classifier, FusionKind, Mbt, ModelConfig};
 
+mod common;
+use common::small;
+
 const TOL: f32 = 1e-4;
 
 fn fixture(name: &str) -> npy::Array {
@@ -101,18 +104,6 @@ fn check(cfg: ModelConfig) {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0f32, f32::max);
     assert!(err <= TOL, "batch 1 vs batch 2 row 0: {err}");
-}
-
-fn small(fusion: FusionKind, lf: usize) -> ModelConfig {
-    ModelConfig {
-        width: 48,
-        layers: 3,
-        heads: 3,
-        mlp_ratio: 2,
-        fusion,
-        fusion_layer: lf,
-        ..Default::default()
-    }
 }
 
 #[test]
