@@ -62,6 +62,17 @@ pub fn load<T: DeserializeOwned>(
     origin: &str,
     overrides: &[String],
 ) -> Result<T, SettingsError> {
+    let table = load_table(text, origin, overrides)?;
+    from_table(table, &describe(origin, overrides))
+}
+
+/// Parses TOML text and applies `--set` overrides, without deserialising: for files that hold
+/// several sections read by different types (a model config with a `[train]` table).
+pub fn load_table(
+    text: &str,
+    origin: &str,
+    overrides: &[String],
+) -> Result<toml::Table, SettingsError> {
     let mut table: toml::Table =
         text.parse()
             .map_err(|e: toml::de::Error| SettingsError::Parse {
@@ -71,15 +82,27 @@ pub fn load<T: DeserializeOwned>(
     for o in overrides {
         apply_override(&mut table, o)?;
     }
-    let origin = if overrides.is_empty() {
+    Ok(table)
+}
+
+/// Deserialises a table; errors name `origin` and the offending key.
+pub fn from_table<T: DeserializeOwned>(
+    table: toml::Table,
+    origin: &str,
+) -> Result<T, SettingsError> {
+    T::deserialize(table).map_err(|e| SettingsError::Parse {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// How error messages name a file read with overrides.
+pub fn describe(origin: &str, overrides: &[String]) -> String {
+    if overrides.is_empty() {
         origin.to_string()
     } else {
         format!("{origin} (with --set overrides)")
-    };
-    T::deserialize(table).map_err(|e| SettingsError::Parse {
-        origin,
-        message: e.to_string(),
-    })
+    }
 }
 
 #[cfg(test)]

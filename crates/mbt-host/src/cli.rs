@@ -23,10 +23,10 @@ pub enum Command {
     /// Fetch source packages, build the AVE-Intersect data set, estimate its ceilings
     #[command(subcommand)]
     Data(crate::data::DataCmd),
-    /// Train an MBT model
-    Train(Pending),
-    /// Evaluate a checkpoint or an exported ONNX model
-    Eval(Pending),
+    /// Train an MBT model on a data set made by `mbt data build`
+    Train(TrainCli),
+    /// Evaluate a checkpoint or an exported ONNX model on a data set split
+    Eval(EvalCli),
     /// Export a model to ONNX with its metadata (tokenizer settings, labels, config, version)
     Export(ExportArgs),
     /// Run an exported model on tokenized inputs and print the logits as JSON
@@ -41,6 +41,64 @@ pub enum Command {
     Events(Pending),
     /// Draw per-label scores over a clip with ground truth and emitted events
     Timeline(Pending),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainCli {
+    /// Model config with its [train] table (e.g. configs/edge.toml); not needed with --resume
+    #[arg(long, value_name = "TOML", required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Override one setting, e.g. --set train.epochs=5 --set fusion_layer=2 (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Data set directory (manifest.jsonl, train/, val/)
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Run directory: config, checkpoints, metrics, plots
+    #[arg(long, value_name = "RUN")]
+    pub out: PathBuf,
+    /// Continue the run in --out from its last checkpoint, exactly in schedule
+    #[arg(long)]
+    pub resume: bool,
+    /// Seed of the initialisation, the clip order, augmentation and stochastic depth
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Use only the first N training clips (smoke tests)
+    #[arg(long, value_name = "N")]
+    pub limit_train: Option<usize>,
+    /// Use only the first N validation clips
+    #[arg(long, value_name = "N")]
+    pub limit_val: Option<usize>,
+    /// Stop (with a checkpoint) after N optimisation steps; prints the throughput
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalCli {
+    /// An exported model (.onnx, run on tract) or a checkpoint (a run directory or a .bpk file)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Model config for a .bpk without a run directory around it
+    #[arg(long, value_name = "TOML")]
+    pub config: Option<PathBuf>,
+    /// Data set directory
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Split to evaluate
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Crops per clip (frame phases and small audio shifts), logits averaged
+    #[arg(long, default_value_t = 1)]
+    pub crops: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Use only the first N clips of the split
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Write eval.json and confusion.png into this directory
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// Placeholder arguments for subcommands that later work fills in.

@@ -9,6 +9,7 @@ mod cli;
 mod data;
 mod model;
 mod tokenize;
+mod train;
 
 use std::process::ExitCode;
 
@@ -32,8 +33,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Tokenize(cmd) => tokenize::run(cmd),
         Command::Data(cmd) => data::run(cmd),
-        Command::Train(_) => Err(NotYet("train").into()),
-        Command::Eval(_) => Err(NotYet("eval").into()),
+        Command::Train(a) => train::run(train::TrainArgs {
+            config: a.config,
+            overrides: a.overrides,
+            data: a.data,
+            out: a.out,
+            resume: a.resume,
+            seed: a.seed,
+            limit_train: a.limit_train,
+            limit_val: a.limit_val,
+            max_steps: a.max_steps,
+        }),
+        Command::Eval(a) => train::eval::run(train::eval::EvalArgs {
+            model: a.model,
+            config: a.config,
+            data: a.data,
+            split: a.split,
+            crops: a.crops,
+            batch_size: a.batch_size,
+            limit: a.limit,
+            out: a.out,
+        }),
         Command::Export(args) => model::export(args),
         Command::Infer(args) => model::infer(args),
         Command::Model(cmd) => model::model(cmd),
@@ -47,6 +67,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<train::Interrupted>() => {
+            eprintln!("mbt: {e}");
+            ExitCode::from(130)
+        }
         Err(e) if e.is::<NotYet>() => {
             eprintln!("mbt: {e}");
             ExitCode::from(3)

@@ -25,25 +25,61 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    if let Some(ckpt) = &args.checkpoint {
-        bail!("--checkpoint {}: checkpoints come with `mbt train`, which is not built yet; use --random-init", ckpt.display());
-    }
-    let device = Device::flex();
-    device.seed(args.seed);
-    let model = Mbt::new(&cfg, &device);
+    let (model, data_hash, origin) = match &args.checkpoint {
+        Some(ckpt) => {
+            let weights = crate::train::eval::checkpoint_weights(ckpt)?;
+            let run = weights
+                .ancestors()
+                .skip(1)
+                .take(2)
+                .find(|d| d.join("config.toml").exists());
+            let mut data_hash = "unknown (checkpoint outside a run directory)".to_string();
+            if let Some(run) = run {
+                let (run_cfg, _) = crate::train::read_run_config(run)?;
+                if run_cfg != cfg {
+                    bail!(
+                        "{} does not describe the checkpoint {}: its model settings differ from {} (export with --config {})",
+                        args.config.config.display(),
+                        weights.display(),
+                        run.join("config.toml").display(),
+                        run.join("config.toml").display()
+                    );
+                }
+                let rj = run.join("run.json");
+                if let Ok(text) = std::fs::read_to_string(&rj) {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                        if let Some(h) = v["data_manifest_sha256"].as_str() {
+                            data_hash = format!("sha256:{h} (manifest.jsonl)");
+                        }
+                    }
+                }
+            }
+            let model = mbt_model::train::load_model(&cfg, &weights)
+                .with_context(|| format!("loading {}", weights.display()))?;
+            (model, data_hash, format!("weights {}", weights.display()))
+        }
+        None => {
+            let device = Device::flex();
+            device.seed(args.seed);
+            (
+                Mbt::new(&cfg, &device),
+                "none (random init)".to_string(),
+                format!("random init, seed {}", args.seed),
+            )
+        }
+    };
     let opts = ExportOptions {
         model_version: args.model_version.clone(),
-        training_data_hash: "none (random init)".into(),
+        training_data_hash: data_hash,
         int8,
     };
     let bytes = write_onnx(&model, &cfg, &opts)?;
     std::fs::write(&args.out, &bytes)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!(
-        "wrote {} ({:.1} MB, random init, seed {})",
+        "wrote {} ({:.2} MB, {origin})",
         args.out.display(),
         bytes.len() as f64 / 1e6,
-        args.seed
     );
     Ok(())
 }

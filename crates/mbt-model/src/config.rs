@@ -202,11 +202,30 @@ impl ModelConfig {
     }
 
     /// Parses TOML text with `--set` overrides and validates.
+    /// A `[train]` table (the training recipe, read by `mbt train`) is allowed and ignored here.
     pub fn from_toml(text: &str, origin: &str, overrides: &[String]) -> Result<Self, String> {
+        Self::from_toml_with_train(text, origin, overrides).map(|(cfg, _)| cfg)
+    }
+
+    /// As [`ModelConfig::from_toml`], also returning the file's `[train]` table (empty when
+    /// there is none) for the trainer to deserialise.
+    pub fn from_toml_with_train(
+        text: &str,
+        origin: &str,
+        overrides: &[String],
+    ) -> Result<(Self, toml::Table), String> {
+        use mbt_core::settings;
+        let mut table = settings::load_table(text, origin, overrides).map_err(|e| e.to_string())?;
+        let train = match table.remove("train") {
+            Some(toml::Value::Table(t)) => t,
+            Some(_) => return Err(format!("{origin}: `train` must be a table ([train])")),
+            None => toml::Table::new(),
+        };
+        let described = settings::describe(origin, overrides);
         let cfg: ModelConfig =
-            mbt_core::settings::load(text, origin, overrides).map_err(|e| e.to_string())?;
-        cfg.validate().map_err(|e| format!("{origin}: {e}"))?;
-        Ok(cfg)
+            settings::from_table(table, &described).map_err(|e| e.to_string())?;
+        cfg.validate().map_err(|e| format!("{described}: {e}"))?;
+        Ok((cfg, train))
     }
 }
 

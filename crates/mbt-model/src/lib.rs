@@ -7,6 +7,7 @@ pub mod export;
 pub mod layers;
 pub mod mbt;
 pub mod stats;
+pub mod train;
 
 pub use config::{Classifier, FusionKind, ModelConfig, StreamSpec};
 pub use mbt::{Mbt, Output};

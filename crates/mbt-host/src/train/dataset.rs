@@ -1,0 +1,224 @@
+//! Reading an `mbt data build` directory into memory, and turning clips into model tokens with
+//! the shared tokenizer (mbt-core), with or without training augmentation.
+//!
+//! A clip is kept as its raw log-mel (before padding and normalisation) and its decoded RGB
+//! frames, so augmentation happens on the signals the tokenizer sees (SpecAugment on the
+//! spectrogram, crop/flip/jitter on the frames) and the tokens always come from the same
+//! mbt-core functions the daemon runs: no train/serve skew.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use mbt_core::audio::{spectrogram, AudioTokenizer, LogMel};
+use mbt_core::video::{Frame, VideoTokenizer};
+use mbt_core::TokenizerConfig;
+use rayon::prelude::*;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::augment::{self, AugmentPlan};
+
+/// One line of `manifest.jsonl` (the fields training needs; the rest is ignored).
+#[derive(Debug, Deserialize)]
+struct Entry {
+    id: String,
+    split: String,
+    label: String,
+    audio: String,
+    video: String,
+}
+
+/// A decoded clip.
+pub struct Clip {
+    pub id: String,
+    pub label: usize,
+    /// Raw log-mel, unpadded (frames x bins).
+    pub log_mel: LogMel,
+    pub width: usize,
+    pub height: usize,
+    /// Every frame of the clip, RGB, row-major.
+    pub frames: Vec<Vec<u8>>,
+}
+
+/// One split of a data set, decoded.
+pub struct Split {
+    pub name: String,
+    pub clips: Vec<Clip>,
+}
+
+/// A data set directory: its manifest's hash identifies the data a model was trained on.
+pub struct DataSet {
+    pub dir: PathBuf,
+    pub manifest_sha256: String,
+    entries: Vec<Entry>,
+}
+
+impl DataSet {
+    pub fn open(dir: &Path, labels: &[String]) -> anyhow::Result<Self> {
+        let path = dir.join("manifest.jsonl");
+        let text = std::fs::read(&path).with_context(|| {
+            format!(
+                "cannot read {} (build a data set with `mbt data build --out {}`)",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        let manifest_sha256 = hex(&Sha256::digest(&text));
+        let text = String::from_utf8(text)
+            .with_context(|| format!("{}: not UTF-8 text", path.display()))?;
+        let mut entries = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let e: Entry = serde_json::from_str(line)
+                .with_context(|| format!("{} line {}: not a clip entry", path.display(), i + 1))?;
+            if !labels.contains(&e.label) {
+                bail!(
+                    "{} line {} ({}): label `{}` is not one of the model's labels {:?}",
+                    path.display(),
+                    i + 1,
+                    e.id,
+                    e.label,
+                    labels
+                );
+            }
+            entries.push(e);
+        }
+        if entries.is_empty() {
+            bail!("{}: no clips", path.display());
+        }
+        Ok(DataSet {
+            dir: dir.to_path_buf(),
+            manifest_sha256,
+            entries,
+        })
+    }
+
+    /// Decodes every clip of `split` (in manifest order), in parallel.
+    pub fn load(
+        &self,
+        split: &str,
+        labels: &[String],
+        tok: &TokenizerConfig,
+        limit: Option<usize>,
+    ) -> anyhow::Result<Split> {
+        let audio = AudioTokenizer::new(tok.audio.clone())?;
+        let mut wanted: Vec<&Entry> = self.entries.iter().filter(|e| e.split == split).collect();
+        if let Some(n) = limit {
+            wanted.truncate(n);
+        }
+        if wanted.is_empty() {
+            bail!(
+                "{}: the manifest has no `{split}` clips",
+                self.dir.join("manifest.jsonl").display()
+            );
+        }
+        let clips = wanted
+            .par_iter()
+            .map(|e| self.decode(e, labels, &audio))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (w, h, n) = (clips[0].width, clips[0].height, clips[0].frames.len());
+        if let Some(c) = clips
+            .iter()
+            .find(|c| (c.width, c.height, c.frames.len()) != (w, h, n))
+        {
+            bail!(
+                "clip {}: {} frames of {}x{}, but {} has {n} frames of {w}x{h}; a split must be uniform",
+                c.id,
+                c.frames.len(),
+                c.width,
+                c.height,
+                clips[0].id
+            );
+        }
+        if n < tok.video.num_frames {
+            bail!(
+                "clip {}: {n} frames, but the model's tokenizer samples {} (tokenizer.video.num_frames)",
+                clips[0].id,
+                tok.video.num_frames
+            );
+        }
+        Ok(Split {
+            name: split.to_string(),
+            clips,
+        })
+    }
+
+    fn decode(&self, e: &Entry, labels: &[String], audio: &AudioTokenizer) -> anyhow::Result<Clip> {
+        let wav_path = self.dir.join(&e.audio);
+        let wav = mbt_media::wav::read(&wav_path)
+            .with_context(|| format!("clip {}: audio {}", e.id, wav_path.display()))?;
+        let mono = wav.to_mono();
+        if mono.is_empty() {
+            bail!("clip {}: audio {} is empty", e.id, wav_path.display());
+        }
+        let log_mel = audio
+            .log_mel(&mono, wav.sample_rate)
+            .with_context(|| format!("clip {}: audio {}", e.id, wav_path.display()))?;
+        let y4m_path = self.dir.join(&e.video);
+        let frames = mbt_media::y4m::read(&y4m_path)
+            .with_context(|| format!("clip {}: video {}", e.id, y4m_path.display()))?;
+        let Some(first) = frames.first() else {
+            bail!("clip {}: video {} has no frames", e.id, y4m_path.display());
+        };
+        let (width, height) = (first.width, first.height);
+        let label = labels.iter().position(|l| *l == e.label).unwrap_or(0);
+        Ok(Clip {
+            id: e.id.clone(),
+            label,
+            log_mel,
+            width,
+            height,
+            frames: frames.into_iter().map(|f| f.data).collect(),
+        })
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Turns clips into the model's two token matrices with the shared tokenizer.
+pub struct Tokenizer {
+    pub cfg: TokenizerConfig,
+    video: VideoTokenizer,
+}
+
+impl Tokenizer {
+    pub fn new(cfg: &TokenizerConfig) -> anyhow::Result<Self> {
+        Ok(Tokenizer {
+            cfg: cfg.clone(),
+            video: VideoTokenizer::new(cfg.video.clone())?,
+        })
+    }
+
+    /// Audio tokens `[tokens, patch]` of a clip, after the plan's shift and masks.
+    pub fn audio(&self, clip: &Clip, plan: &AugmentPlan) -> anyhow::Result<Vec<f32>> {
+        let a = &self.cfg.audio;
+        let floor = (a.log_floor as f32).ln();
+        let shifted = augment::shift(&clip.log_mel, plan.time_shift, floor);
+        let mut fixed = spectrogram::pad_or_crop(&shifted, a.num_frames, floor);
+        augment::spec_masks(&mut fixed, &plan.time_masks, &plan.freq_masks, a.norm_mean);
+        let norm = spectrogram::normalize(fixed, a.norm_mean, a.norm_std);
+        let t = spectrogram::patches(&norm, a.patch_time, a.patch_freq)
+            .with_context(|| format!("clip {}", clip.id))?;
+        Ok(t.data)
+    }
+
+    /// Video tokens `[tokens, patch]` of a clip: the plan's frames, crop, flip and jitter.
+    pub fn video(&self, clip: &Clip, plan: &AugmentPlan) -> anyhow::Result<Vec<f32>> {
+        let picked =
+            augment::frame_indices(clip.frames.len(), self.cfg.video.num_frames, plan.phase);
+        let images: Vec<mbt_media::RgbFrame> = picked
+            .iter()
+            .map(|&i| augment::frame(&clip.frames[i], clip.width, clip.height, plan))
+            .collect();
+        let frames: Vec<Frame> = images.iter().map(|f| f.as_frame()).collect();
+        let t = self
+            .video
+            .tokenize_frames(&frames)
+            .with_context(|| format!("clip {}", clip.id))?;
+        Ok(t.data)
+    }
+}

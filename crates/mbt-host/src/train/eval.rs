@@ -1,0 +1,266 @@
+//! `mbt eval`: a checkpoint (burn) or an exported ONNX model (tract) on a data set split, with
+//! multi-crop averaging; fused, video-head and audio-head metrics, a JSON report and a
+//! confusion-matrix picture.
+//!
+//! Both paths tokenize with the same [`Tokenizer`] and compute metrics with the same code, so
+//! the checkpoint and its export can be compared number for number.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use mbt_model::train::{predict, Batch, Predictions};
+use mbt_model::{Mbt, ModelConfig};
+use serde::Serialize;
+
+use super::augment::AugmentPlan;
+use super::dataset::{DataSet, Split, Tokenizer};
+use super::make_batch;
+use super::metrics::{self, Metrics};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub split: String,
+    pub crops: usize,
+    pub fused: Metrics,
+    /// Per stream head, in stream order (video, audio).
+    pub streams: Vec<Metrics>,
+    /// Mean softmax cross-entropy of the fused logits (crop-averaged) against the labels.
+    pub loss: f64,
+}
+
+/// Runs `predict_batch` over `split` once per crop, averages logits over crops, scores them.
+fn collect(
+    tok: &Tokenizer,
+    split: &Split,
+    labels: &[String],
+    crops: usize,
+    batch_size: usize,
+    mut predict_batch: impl FnMut(&Batch) -> anyhow::Result<Predictions>,
+) -> anyhow::Result<Evaluation> {
+    let classes = labels.len();
+    let n = split.clips.len();
+    let mut sums: Vec<Vec<f32>> = Vec::new();
+    let max_shift = tok.cfg.audio.num_frames / 26; // ~8 frames (80 ms) for a 208-frame window
+    for k in 0..crops {
+        let plan = AugmentPlan::eval_crop(k, crops, max_shift);
+        let mut outs: Vec<Vec<f32>> = Vec::new();
+        for chunk in split.clips.chunks(batch_size.max(1)) {
+            let clips: Vec<_> = chunk.iter().collect();
+            let plans = vec![plan.clone(); clips.len()];
+            let batch = make_batch(tok, &clips, &plans, classes)?;
+            let p = predict_batch(&batch)?;
+            let all = std::iter::once(p.fused).chain(p.streams);
+            if outs.is_empty() {
+                outs = all.collect();
+            } else {
+                for (o, v) in outs.iter_mut().zip(all) {
+                    o.extend(v);
+                }
+            }
+        }
+        if sums.is_empty() {
+            sums = outs;
+        } else {
+            for (s, o) in sums.iter_mut().zip(outs) {
+                s.iter_mut().zip(o).for_each(|(a, b)| *a += b);
+            }
+        }
+    }
+    for s in sums.iter_mut() {
+        s.iter_mut().for_each(|v| *v /= crops as f32);
+    }
+    let y: Vec<usize> = split.clips.iter().map(|c| c.label).collect();
+    let loss = sums[0]
+        .chunks(classes)
+        .zip(&y)
+        .map(|(r, &t)| {
+            let m = r.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = m + r.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+            lse - r[t] as f64
+        })
+        .sum::<f64>()
+        / n.max(1) as f64;
+    Ok(Evaluation {
+        split: split.name.clone(),
+        crops,
+        fused: metrics::compute(&sums[0], &y, labels),
+        streams: sums[1..]
+            .iter()
+            .map(|s| metrics::compute(s, &y, labels))
+            .collect(),
+        loss,
+    })
+}
+
+/// Evaluates burn weights.
+pub fn evaluate_model(
+    model: &Mbt,
+    cfg: &ModelConfig,
+    tok: &Tokenizer,
+    split: &Split,
+    crops: usize,
+    batch_size: usize,
+) -> anyhow::Result<Evaluation> {
+    collect(tok, split, &cfg.labels, crops, batch_size, |b| {
+        Ok(predict(model, cfg, b))
+    })
+}
+
+/// Evaluates an exported model on tract.
+pub fn evaluate_onnx(
+    model: &mbt_infer::Model,
+    tok: &Tokenizer,
+    split: &Split,
+    crops: usize,
+    batch_size: usize,
+) -> anyhow::Result<Evaluation> {
+    let labels = model.metadata.labels.clone();
+    collect(tok, split, &labels, crops, batch_size, |b| {
+        let out = model.run(b.n, &b.inputs[0], &b.inputs[1])?;
+        Ok(Predictions {
+            fused: out.fused,
+            streams: vec![out.video, out.audio],
+        })
+    })
+}
+
+pub struct EvalArgs {
+    pub model: PathBuf,
+    pub config: Option<PathBuf>,
+    pub data: PathBuf,
+    pub split: String,
+    pub crops: usize,
+    pub batch_size: usize,
+    pub limit: Option<usize>,
+    pub out: Option<PathBuf>,
+}
+
+/// A checkpoint's model config: `RUN/config.toml` beside `RUN/best.bpk` or
+/// `RUN/checkpoint/model.bpk`, or the one given with `--config`.
+pub fn checkpoint_config(weights: &Path, config: Option<&Path>) -> anyhow::Result<ModelConfig> {
+    if let Some(c) = config {
+        let text =
+            std::fs::read_to_string(c).with_context(|| format!("cannot read {}", c.display()))?;
+        return ModelConfig::from_toml(&text, &c.display().to_string(), &[])
+            .map_err(anyhow::Error::msg);
+    }
+    for dir in weights.ancestors().skip(1).take(2) {
+        let p = dir.join("config.toml");
+        if p.exists() {
+            return Ok(super::read_run_config(dir)?.0);
+        }
+    }
+    bail!(
+        "{}: no config.toml beside this checkpoint; pass --config",
+        weights.display()
+    )
+}
+
+/// Resolves `RUN` (a run directory) or a `.bpk` file to the weights file.
+pub fn checkpoint_weights(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_dir() {
+        for c in [
+            path.join("best.bpk"),
+            path.join("checkpoint").join("model.bpk"),
+        ] {
+            if c.exists() {
+                return Ok(c);
+            }
+        }
+        bail!(
+            "{}: a directory without best.bpk or checkpoint/model.bpk (not a `mbt train` run)",
+            path.display()
+        );
+    }
+    if !path.exists() {
+        bail!("{}: no such file", path.display());
+    }
+    Ok(path.to_path_buf())
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    if args.crops == 0 {
+        bail!("--crops must be at least 1");
+    }
+    let is_onnx = args.model.extension().is_some_and(|e| e == "onnx");
+    let (labels, tok_cfg) = if is_onnx {
+        let m = mbt_infer::Model::load(&args.model, "cpu")?;
+        (m.metadata.labels.clone(), m.metadata.tokenizer.clone())
+    } else {
+        let w = checkpoint_weights(&args.model)?;
+        let cfg = checkpoint_config(&w, args.config.as_deref())?;
+        (cfg.labels.clone(), cfg.tokenizer.clone())
+    };
+    let data = DataSet::open(&args.data, &labels)?;
+    let split = data.load(&args.split, &labels, &tok_cfg, args.limit)?;
+    let tok = Tokenizer::new(&tok_cfg)?;
+    let t0 = std::time::Instant::now();
+    let ev = if is_onnx {
+        let m = mbt_infer::Model::load(&args.model, "cpu")?;
+        evaluate_onnx(&m, &tok, &split, args.crops, args.batch_size)?
+    } else {
+        let w = checkpoint_weights(&args.model)?;
+        let cfg = checkpoint_config(&w, args.config.as_deref())?;
+        let model = mbt_model::train::load_model(&cfg, &w)
+            .with_context(|| format!("loading {}", w.display()))?;
+        evaluate_model(&model, &cfg, &tok, &split, args.crops, args.batch_size)?
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    print_report(&args.model, &ev, secs);
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        let report = serde_json::json!({
+            "model": args.model.display().to_string(),
+            "data": args.data.display().to_string(),
+            "data_manifest_sha256": data.manifest_sha256,
+            "seconds": secs,
+            "evaluation": ev,
+        });
+        super::atomic_write(
+            &out.join("eval.json"),
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )?;
+        let png = out.join("confusion.png");
+        if let Err(e) = super::plot::confusion(&png, &ev.fused, &labels) {
+            eprintln!("mbt eval: warning: no confusion picture: {e:#}");
+        }
+        eprintln!(
+            "wrote {} and {}",
+            out.join("eval.json").display(),
+            png.display()
+        );
+    }
+    Ok(())
+}
+
+fn print_report(model: &Path, ev: &Evaluation, secs: f64) {
+    println!(
+        "{} on {} ({} clips, {} crop(s), {:.1} s)",
+        model.display(),
+        ev.split,
+        ev.fused.samples,
+        ev.crops,
+        secs
+    );
+    println!(
+        "{:<8} {:>8} {:>8} {:>8}",
+        "output", "top-1 %", "top-5 %", "mAP %"
+    );
+    for (name, m) in [
+        ("fused", &ev.fused),
+        ("video", &ev.streams[0]),
+        ("audio", &ev.streams[1]),
+    ] {
+        println!("{name:<8} {:>8.2} {:>8.2} {:>8.2}", m.top1, m.top5, m.map);
+    }
+    println!(
+        "\n{:<20} {:>9} {:>9} {:>7}",
+        "class (fused)", "precision", "recall", "n"
+    );
+    for c in &ev.fused.per_class {
+        println!(
+            "{:<20} {:>9.3} {:>9.3} {:>7}",
+            c.label, c.precision, c.recall, c.support
+        );
+    }
+}

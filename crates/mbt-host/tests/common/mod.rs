@@ -1,0 +1,118 @@
+//! Shared by the test binaries: running `mbt`, scratch directories, and a tiny synthetic
+//! source pool laid out like the package cache (tones, decaying sines and coloured shapes per
+//! kind and split), so data sets can be built without the network or the real packages.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn mbt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mbt"))
+        .args(args)
+        .output()
+        .expect("run mbt")
+}
+
+pub fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mbt-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in samples {
+        w.write_sample((s * 32767.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+pub fn write_png(path: &Path, w: u32, h: u32, rgba: [u8; 4], alpha_disc: bool) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let img = image::RgbaImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = (x as f32 - w as f32 / 2.0, y as f32 - h as f32 / 2.0);
+        let inside = dx * dx + dy * dy < (w.min(h) as f32 / 2.0).powi(2);
+        let mut p = rgba;
+        p[0] = p[0].wrapping_add((x * 3) as u8);
+        if alpha_disc && !inside {
+            p[3] = 0;
+        }
+        image::Rgba(p)
+    });
+    img.save(path).unwrap();
+}
+
+/// A synthetic source pool: every kind has a distinct sound and picture per split.
+pub fn fixture(root: &Path) -> PathBuf {
+    let cache = root.join("cache");
+    let media = cache.join("media/fixture");
+    let mut toml = format!(
+        "[[package]]\nname = \"fixture\"\nversion = \"1\"\nsha256 = \"{}\"\n",
+        "0".repeat(64)
+    );
+    let kinds = ["dog", "glass", "speech", "door", "other"];
+    for (ki, kind) in kinds.iter().enumerate() {
+        for (si, split) in ["train", "val", "test"].iter().enumerate() {
+            let f0 = 200.0 * (ki + 1) as f32 + 37.0 * si as f32;
+            let rate = [16_000, 22_050, 44_100][si];
+            let n = (rate as f32 * (0.3 + 0.2 * ki as f32)) as usize;
+            let x: Vec<f32> = (0..n)
+                .map(|i| {
+                    let t = i as f32 / rate as f32;
+                    0.5 * (2.0 * std::f32::consts::PI * f0 * t).sin() * (-3.0 * t).exp()
+                })
+                .collect();
+            let rel = format!("snd/{kind}_{split}.wav");
+            write_wav(&media.join(&rel), rate, &x);
+            toml += &format!("[[source]]\npackage = \"fixture\"\npath = \"{rel}\"\nrole = \"sound\"\nkind = \"{kind}\"\nsplit = \"{split}\"\n");
+            let rel = format!("img/{kind}_{split}.png");
+            let c = [(ki * 50) as u8, (si * 80) as u8, 200, 255];
+            write_png(&media.join(&rel), 20 + 4 * ki as u32, 30, c, ki % 2 == 0);
+            toml += &format!("[[source]]\npackage = \"fixture\"\npath = \"{rel}\"\nrole = \"object\"\nkind = \"{kind}\"\nsplit = \"{split}\"\n");
+        }
+    }
+    for split in ["train", "val", "test"] {
+        let rel = format!("bg/{split}.png");
+        write_png(
+            &media.join(&rel),
+            160,
+            120,
+            [90, 120, split.len() as u8 * 40, 255],
+            false,
+        );
+        toml += &format!("[[source]]\npackage = \"fixture\"\npath = \"{rel}\"\nrole = \"background\"\nkind = \"other\"\nsplit = \"{split}\"\n");
+    }
+    let m = root.join("packages.toml");
+    std::fs::write(&m, toml).unwrap();
+    m
+}
+
+pub fn build(root: &Path, manifest: &Path, seed: &str, out: &str) -> Output {
+    let cache = root.join("cache");
+    mbt(&[
+        "data",
+        "build",
+        "--seed",
+        seed,
+        "--out",
+        root.join(out).to_str().unwrap(),
+        "--train",
+        "18",
+        "--val",
+        "6",
+        "--test",
+        "12",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+    ])
+}

@@ -1,0 +1,368 @@
+//! `mbt train`, `mbt eval` and `mbt export --checkpoint`, end to end through the binary, on a
+//! tiny data set built from the synthetic source pool (tests/common) and a tiny model.
+//!
+//! What can fail here: a resumed run that differs from an uninterrupted one (weights compared
+//! byte for byte), a checkpoint whose export scores differently on tract than the checkpoint
+//! on burn, and bad inputs that do not name the item at fault.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+mod common;
+use common::{build, fixture, mbt, tmp};
+
+/// A model small enough to train in seconds; one thread, so runs are bit-reproducible.
+const TINY: &str = r#"
+width = 16
+layers = 2
+heads = 2
+mlp_ratio = 2
+fusion = "bottleneck"
+fusion_layer = 1
+bottlenecks = 2
+drop_path = 0.1
+labels = ["dog_barking", "glass_breaking", "person_speaking", "door_slammed", "door_closed_softly", "none"]
+
+[tokenizer.video]
+num_frames = 8
+tubelet = 4
+
+[train]
+epochs = 2
+batch_size = 6
+optimizer = "sgd"
+lr = 0.05
+warmup_epochs = 0.5
+threads = 1
+mixup_prob = 0.5
+"#;
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// One data set (18 train, 6 val, 12 test clips) shared by the tests of this binary.
+fn data() -> &'static Path {
+    static DATA: OnceLock<PathBuf> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let root = tmp("train-data");
+        let manifest = fixture(&root);
+        let o = build(&root, &manifest, "3", "ave");
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::write(root.join("tiny.toml"), TINY).unwrap();
+        root
+    })
+}
+
+fn train(out: &Path, extra: &[&str]) -> Output {
+    let root = data();
+    let mut args: Vec<String> = vec![
+        "train".into(),
+        "--config".into(),
+        root.join("tiny.toml").to_str().unwrap().to_owned(),
+        "--data".into(),
+        root.join("ave").to_str().unwrap().to_owned(),
+        "--out".into(),
+        out.to_str().unwrap().to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    mbt(&refs)
+}
+
+fn val_lines(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == "val")
+        .map(|mut v| {
+            v["seconds"] = Value::Null;
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
+    let root = tmp("train-resume");
+    let (a, b) = (root.join("a"), root.join("b"));
+    let o = train(&a, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 18 clips / 6 per batch = 3 steps per epoch: stop in the middle of the second epoch.
+    let o = train(&b, &["--max-steps", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(b.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert_eq!(
+        (state["epoch"].as_u64(), state["batch"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let o = mbt(&[
+        "train",
+        "--resume",
+        "--data",
+        data().join("ave").to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The .bpk files hold per-process parameter ids, so compare the weights through their
+    // ONNX exports (deterministic bytes for equal weights).
+    for f in ["checkpoint/model.bpk", "best.bpk"] {
+        let export = |run: &Path| {
+            let out = run.join("w.onnx");
+            let o = mbt(&[
+                "export",
+                "--config",
+                run.join("config.toml").to_str().unwrap(),
+                "--checkpoint",
+                run.join(f).to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            std::fs::read(out).unwrap()
+        };
+        assert!(
+            export(&a) == export(&b),
+            "{f}: the weights differ between the uninterrupted and the resumed run"
+        );
+    }
+    assert_eq!(val_lines(&a), val_lines(&b));
+    assert_eq!(val_lines(&a).len(), 2);
+    // A finished run refuses to be overwritten.
+    let o = train(&a, &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+}
+
+#[test]
+fn sigint_saves_a_checkpoint_that_resumes() {
+    let root = tmp("train-sigint");
+    let run = root.join("run");
+    let bin = env!("CARGO_BIN_EXE_mbt");
+    let child = std::process::Command::new(bin)
+        .args([
+            "train",
+            "--config",
+            data().join("tiny.toml").to_str().unwrap(),
+            "--data",
+            data().join("ave").to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--set",
+            "train.epochs=1000",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first epoch's checkpoint, then interrupt.
+    let state = run.join("checkpoint/state.json");
+    let t0 = std::time::Instant::now();
+    while !state.exists() && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(state.exists(), "no checkpoint after 120 s");
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+    let o = mbt(&[
+        "train",
+        "--resume",
+        "--max-steps",
+        "1",
+        "--data",
+        data().join("ave").to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn eval_json(model: &Path, out: &Path) -> Value {
+    let o = mbt(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data().join("ave").to_str().unwrap(),
+        "--crops",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_export_of_a_checkpoint_scores_like_the_checkpoint() {
+    let root = tmp("train-export");
+    let run = root.join("run");
+    let o = train(&run, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let onnx = root.join("m.onnx");
+    let o = mbt(&[
+        "export",
+        "--config",
+        run.join("config.toml").to_str().unwrap(),
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--out",
+        onnx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = eval_json(&run, &root.join("eval-ckpt"));
+    let b = eval_json(&onnx, &root.join("eval-onnx"));
+    let (x, y) = (&a["evaluation"]["fused"], &b["evaluation"]["fused"]);
+    assert_eq!(x["confusion"], y["confusion"]);
+    assert!((x["map"].as_f64().unwrap() - y["map"].as_f64().unwrap()).abs() < 1e-6);
+    for i in 0..2 {
+        let (x, y) = (
+            &a["evaluation"]["streams"][i],
+            &b["evaluation"]["streams"][i],
+        );
+        assert_eq!(x["confusion"], y["confusion"], "stream {i}");
+    }
+    assert_eq!(a["evaluation"]["fused"]["samples"], 12);
+    // The export carries the data set's manifest hash.
+    let bytes = std::fs::read(&onnx).unwrap();
+    let hash = a["data_manifest_sha256"].as_str().unwrap();
+    assert!(
+        bytes.windows(hash.len()).any(|w| w == hash.as_bytes()),
+        "the training data hash is not in the ONNX metadata"
+    );
+    // A config that does not describe the checkpoint is refused.
+    let o = mbt(&[
+        "export",
+        "--config",
+        run.join("config.toml").to_str().unwrap(),
+        "--set",
+        "width=32",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--out",
+        root.join("bad.onnx").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("model settings differ"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Copies the shared data set so a test can damage it.
+fn damaged_copy(name: &str) -> PathBuf {
+    let dst = tmp(name).join("ave");
+    let o = std::process::Command::new("cp")
+        .args([
+            "-r",
+            data().join("ave").to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(o.success());
+    dst
+}
+
+fn train_on(dataset: &Path, out: &Path, extra: &[&str]) -> Output {
+    let config = data().join("tiny.toml");
+    let mut args = vec![
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        dataset.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-steps",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    mbt(&args)
+}
+
+#[test]
+fn bad_data_and_configs_are_errors_naming_the_item() {
+    // A label outside the model's class list.
+    let d = damaged_copy("train-badlabel");
+    let m = d.join("manifest.jsonl");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let first_id = serde_json::from_str::<Value>(text.lines().next().unwrap()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let label = serde_json::from_str::<Value>(text.lines().next().unwrap()).unwrap()["label"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad = text.replacen(
+        &format!("\"label\":\"{label}\""),
+        "\"label\":\"cat_meowing\"",
+        1,
+    );
+    std::fs::write(&m, bad).unwrap();
+    let o = train_on(&d, &d.parent().unwrap().join("run"), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("cat_meowing") && e.contains(&first_id), "{e}");
+
+    // A truncated WAV.
+    let d = damaged_copy("train-badwav");
+    let wav = d.join("train/train-00002.wav");
+    let bytes = std::fs::read(&wav).unwrap();
+    std::fs::write(&wav, &bytes[..30]).unwrap();
+    let o = train_on(&d, &d.parent().unwrap().join("run"), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("train-00002"), "{}", stderr(&o));
+
+    // An empty manifest.
+    let d = damaged_copy("train-empty");
+    std::fs::write(d.join("manifest.jsonl"), "").unwrap();
+    let o = train_on(&d, &d.parent().unwrap().join("run"), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no clips"), "{}", stderr(&o));
+
+    // Token counts that do not match the data: 32 frames asked of 16-frame clips.
+    let root = tmp("train-badcfg");
+    let o = train_on(
+        &data().join("ave"),
+        &root.join("run"),
+        &["--set", "tokenizer.video.num_frames=32"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("num_frames"), "{}", stderr(&o));
+
+    // An unknown [train] key.
+    let o = train_on(
+        &data().join("ave"),
+        &root.join("run2"),
+        &["--set", "train.learning_rate=0.1"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("learning_rate"), "{}", stderr(&o));
+
+    // --resume without a run.
+    let o = mbt(&[
+        "train",
+        "--resume",
+        "--data",
+        data().join("ave").to_str().unwrap(),
+        "--out",
+        root.join("nothing").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("config.toml"), "{}", stderr(&o));
+}

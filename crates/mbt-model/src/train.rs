@@ -1,0 +1,523 @@
+//! One optimisation step of the MBT, its learning-rate schedule and losses, and checkpoints.
+//!
+//! The data side (reading clips, augmenting, batching, metrics, the loop) lives in `mbt-host`;
+//! this module only sees batches of token matrices with soft targets, so the same code trains
+//! any configuration of the model. Loss, per DESIGN.md section 2 and the issue: the fused
+//! logits' loss plus `modality_loss_weight` times each stream head's own loss, so every head
+//! learns to stand alone (the daemon falls back to one head when a sensor dies).
+
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::{Mbt, ModelConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Optimizer {
+    /// SGD with momentum (the method's recipe).
+    Sgd,
+    AdamW,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// Softmax cross-entropy: one label per clip (AVE-Intersect).
+    Softmax,
+    /// Sigmoid binary cross-entropy per class: multi-label sets (report mAP).
+    Sigmoid,
+}
+
+/// The training recipe: the `[train]` table of a model config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: Optimizer,
+    /// Peak learning rate, reached at the end of the warm-up.
+    pub lr: f64,
+    /// Linear warm-up length, in epochs (fractions allowed).
+    pub warmup_epochs: f64,
+    /// Final learning rate as a fraction of `lr` (cosine decay reaches it at the last step).
+    pub min_lr_ratio: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Gradient clipping by global L2 norm; 0 disables it.
+    pub clip_norm: f64,
+    pub loss: Loss,
+    pub label_smoothing: f64,
+    /// Weight of each stream head's own loss next to the fused loss.
+    pub modality_loss_weight: f64,
+    /// Mixup: probability of mixing a batch, and the Beta(alpha, alpha) of the mixing weight.
+    pub mixup_prob: f64,
+    pub mixup_alpha: f64,
+    /// SpecAugment: number of masks and the widest mask, in spectrogram frames / mel bins.
+    pub time_masks: usize,
+    pub time_mask_max: usize,
+    pub freq_masks: usize,
+    pub freq_mask_max: usize,
+    /// Frame augmentation: random crop scale range (fraction of the side), horizontal flip
+    /// probability, colour jitter strength (brightness/contrast/saturation, +-fraction).
+    pub crop_min_scale: f64,
+    pub flip_prob: f64,
+    pub color_jitter: f64,
+    /// Shift of the audio window, at most this many spectrogram frames either way.
+    pub time_shift: usize,
+    /// Threads for burn's CPU backend and data preparation (1 = deterministic).
+    pub threads: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 20,
+            batch_size: 32,
+            optimizer: Optimizer::Sgd,
+            lr: 0.05,
+            warmup_epochs: 1.0,
+            min_lr_ratio: 0.01,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            clip_norm: 1.0,
+            loss: Loss::Softmax,
+            label_smoothing: 0.1,
+            modality_loss_weight: 1.0,
+            mixup_prob: 0.0,
+            mixup_alpha: 0.3,
+            time_masks: 2,
+            time_mask_max: 24,
+            freq_masks: 2,
+            freq_mask_max: 16,
+            crop_min_scale: 0.8,
+            flip_prob: 0.5,
+            color_jitter: 0.2,
+            time_shift: 8,
+            threads: 2,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+#[error("[train] {field}: {message}")]
+pub struct TrainConfigError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl TrainConfig {
+    pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, String> {
+        let cfg: TrainConfig = mbt_core::settings::from_table(table, &format!("{origin} [train]"))
+            .map_err(|e| e.to_string())?;
+        cfg.validate().map_err(|e| format!("{origin}: {e}"))?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), TrainConfigError> {
+        let err = |field, message: &str| {
+            Err(TrainConfigError {
+                field,
+                message: message.to_string(),
+            })
+        };
+        let unit = |x: f64| (0.0..=1.0).contains(&x);
+        if self.epochs == 0 {
+            return err("epochs", "must be at least 1");
+        }
+        if self.batch_size == 0 {
+            return err("batch_size", "must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return err("lr", "must be a positive number");
+        }
+        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs < self.epochs as f64) {
+            return err("warmup_epochs", "must be in [0, epochs)");
+        }
+        if !unit(self.min_lr_ratio) {
+            return err("min_lr_ratio", "must be in [0, 1]");
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return err("momentum", "must be in [0, 1)");
+        }
+        if !(self.weight_decay >= 0.0 && self.clip_norm >= 0.0) {
+            return err("weight_decay", "weight_decay and clip_norm must be >= 0");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return err("label_smoothing", "must be in [0, 1)");
+        }
+        if self.modality_loss_weight.is_nan() || self.modality_loss_weight < 0.0 {
+            return err("modality_loss_weight", "must be >= 0");
+        }
+        if !unit(self.mixup_prob) || self.mixup_alpha.is_nan() || self.mixup_alpha <= 0.0 {
+            return err(
+                "mixup_prob",
+                "mixup_prob must be in [0, 1] and mixup_alpha > 0",
+            );
+        }
+        if !(self.crop_min_scale > 0.0 && self.crop_min_scale <= 1.0) {
+            return err("crop_min_scale", "must be in (0, 1]");
+        }
+        if !unit(self.flip_prob) || !(0.0..1.0).contains(&self.color_jitter) {
+            return err(
+                "flip_prob",
+                "flip_prob must be in [0, 1] and color_jitter in [0, 1)",
+            );
+        }
+        if self.threads == 0 {
+            return err("threads", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Learning rate at optimisation step `step` of `total` (linear warm-up over `warmup`
+    /// steps from `lr / warmup`, then a half cosine from `lr` down to `min_lr_ratio * lr`).
+    pub fn lr_at(&self, step: usize, warmup: usize, total: usize) -> f64 {
+        let lr = self.lr;
+        if step < warmup {
+            return lr * (step + 1) as f64 / warmup as f64;
+        }
+        let span = total.saturating_sub(warmup).max(1);
+        let t = ((step - warmup) as f64 / span as f64).min(1.0);
+        let floor = lr * self.min_lr_ratio;
+        floor + 0.5 * (lr - floor) * (1.0 + (std::f64::consts::PI * t).cos())
+    }
+}
+
+/// A batch of token matrices (one per stream, `[n, tokens, patch_dim]` row-major) with soft
+/// targets `[n, classes]` (one-hot, smoothed or mixed by the data side).
+pub struct Batch {
+    pub n: usize,
+    pub inputs: Vec<Vec<f32>>,
+    pub targets: Vec<f32>,
+}
+
+/// Losses of one step (before the optimiser moved the weights).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StepStats {
+    pub loss: f32,
+    pub fused_loss: f32,
+}
+
+/// Logits of a batch: fused, then each stream's, each `[n, classes]` row-major.
+pub struct Predictions {
+    pub fused: Vec<f32>,
+    pub streams: Vec<Vec<f32>>,
+}
+
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+}
+
+/// The model under training with its optimiser state.
+pub struct Trainer {
+    model: Option<Mbt>,
+    optim: ModuleOptimizer,
+    device: Device,
+    cfg: ModelConfig,
+    train: TrainConfig,
+}
+
+fn tensor3(data: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+impl Trainer {
+    /// A fresh model initialised from `seed`.
+    pub fn new(cfg: &ModelConfig, train: &TrainConfig, seed: u64) -> Self {
+        let device = Device::flex().autodiff();
+        device.seed(seed);
+        let model = Mbt::new(cfg, &device);
+        Trainer {
+            model: Some(model),
+            optim: optimizer(train),
+            device,
+            cfg: cfg.clone(),
+            train: train.clone(),
+        }
+    }
+
+    pub fn model_config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The current weights as a plain (non-autodiff) model, for evaluation and export.
+    pub fn model(&self) -> Mbt {
+        match &self.model {
+            Some(m) => m.valid(),
+            None => unreachable!("the model is only taken out inside step()"),
+        }
+    }
+
+    fn inputs(&self, batch: &Batch, device: &Device) -> Vec<Tensor<3>> {
+        self.cfg
+            .streams()
+            .iter()
+            .zip(&batch.inputs)
+            .map(|(s, x)| tensor3(x.clone(), [batch.n, s.tokens, s.patch_dim], device))
+            .collect()
+    }
+
+    /// One optimisation step at learning rate `lr`; `step_seed` seeds stochastic depth so a
+    /// resumed run draws the same masks as an uninterrupted one. Returns the losses and the
+    /// fused logits of the batch (before the update), for running training metrics.
+    pub fn step(&mut self, batch: &Batch, lr: f64, step_seed: u64) -> (StepStats, Vec<f32>) {
+        let Some(model) = self.model.take() else {
+            unreachable!("the model is put back at the end of every step")
+        };
+        self.device.seed(step_seed);
+        let inputs = self.inputs(batch, &self.device);
+        let classes = self.cfg.num_classes();
+        let targets: Tensor<2> = Tensor::from_data(
+            TensorData::new(batch.targets.clone(), [batch.n, classes]),
+            &self.device,
+        );
+        let out = model.forward(inputs, true);
+        let logits = out
+            .logits
+            .clone()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        let fused = loss(out.logits, targets.clone(), self.train.loss);
+        let mut total = fused.clone();
+        if self.train.modality_loss_weight > 0.0 {
+            for l in out.stream_logits {
+                total = total
+                    + loss(l, targets.clone(), self.train.loss) * self.train.modality_loss_weight;
+            }
+        }
+        let stats = StepStats {
+            loss: total.clone().into_scalar::<f32>(),
+            fused_loss: fused.into_scalar::<f32>(),
+        };
+        let grads = GradientsParams::from_grads(total.backward(), &model);
+        self.model = Some(self.optim.step(lr, model, grads));
+        (stats, logits)
+    }
+
+    /// Logits without gradients or stochastic depth.
+    pub fn predict(&self, batch: &Batch) -> Predictions {
+        predict(&self.model(), &self.cfg, batch)
+    }
+
+    /// Writes `dir/model.bpk` and `dir/optim.bin` (the caller writes the run state beside).
+    pub fn save(&self, dir: &Path) -> Result<(), CheckpointError> {
+        let io = |p: &Path, e: &dyn std::fmt::Display| CheckpointError::Io {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, &e))?;
+        let mp = dir.join("model.bpk");
+        self.model().save_file(&mp).map_err(|e| io(&mp, &e))?;
+        let op = dir.join("optim.bin");
+        self.optim.save(&op).map_err(|e| io(&op, &e))?;
+        // The optimiser state is keyed by parameter id; a model rebuilt on resume gets fresh
+        // ids, so the ids are saved (in visiting order) and given back on load.
+        let mut ids = CollectIds(Vec::new());
+        self.model().visit(&mut ids);
+        let ip = dir.join("param_ids.json");
+        let text = serde_json::to_string(&ids.0).map_err(|e| io(&ip, &e))?;
+        std::fs::write(&ip, text).map_err(|e| io(&ip, &e))?;
+        Ok(())
+    }
+
+    /// Restores weights and optimiser state written by [`Trainer::save`].
+    pub fn load(&mut self, dir: &Path) -> Result<(), CheckpointError> {
+        let io = |p: &Path, e: &dyn std::fmt::Display| CheckpointError::Io {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        };
+        let mp = dir.join("model.bpk");
+        let Some(model) = self.model.take() else {
+            unreachable!("the model is put back at the end of every step")
+        };
+        let ip = dir.join("param_ids.json");
+        let ids: Vec<u64> = std::fs::read_to_string(&ip)
+            .map_err(|e| io(&ip, &e))
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| io(&ip, &e)))?;
+        let mut count = CollectIds(Vec::new());
+        model.visit(&mut count);
+        if count.0.len() != ids.len() {
+            self.model = Some(model);
+            return Err(io(
+                &ip,
+                &format!(
+                    "{} parameter ids, but the model has {} parameters (a checkpoint of another config)",
+                    ids.len(),
+                    count.0.len()
+                ),
+            ));
+        }
+        let loaded = load_weights(model.clone(), &mp).map(|m| m.map(&mut SetIds { ids, next: 0 }));
+        self.model = Some(match loaded {
+            Ok(m) => m,
+            Err(e) => {
+                self.model = Some(model);
+                return Err(e);
+            }
+        });
+        let op = dir.join("optim.bin");
+        let optim = optimizer(&self.train);
+        self.optim = optim.load(&op).map_err(|e| io(&op, &e))?;
+        Ok(())
+    }
+}
+
+struct CollectIds(Vec<u64>);
+
+impl ModuleVisitor for CollectIds {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.id.val());
+    }
+}
+
+struct SetIds {
+    ids: Vec<u64>,
+    next: usize,
+}
+
+impl ModuleMapper for SetIds {
+    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if let Some(&id) = self.ids.get(self.next) {
+            param.id = ParamId::from(id);
+        }
+        self.next += 1;
+        param
+    }
+}
+
+/// Loads weights saved by [`Trainer::save`] (or [`save_weights`]) into `model`.
+pub fn load_weights(model: Mbt, path: &Path) -> Result<Mbt, CheckpointError> {
+    let io = |e: &dyn std::fmt::Display| CheckpointError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let record = burn::store::ModuleRecord::load(path).map_err(|e| io(&e))?;
+    model.try_load_record(record).map_err(|e| io(&e))
+}
+
+/// Builds a model for `cfg` on the plain CPU device and loads `path` into it.
+pub fn load_model(cfg: &ModelConfig, path: &Path) -> Result<Mbt, CheckpointError> {
+    let device = Device::flex();
+    load_weights(Mbt::new(cfg, &device), path)
+}
+
+/// Logits of `model` on `batch` (evaluation mode).
+pub fn predict(model: &Mbt, cfg: &ModelConfig, batch: &Batch) -> Predictions {
+    let device = Device::flex();
+    let inputs = cfg
+        .streams()
+        .iter()
+        .zip(&batch.inputs)
+        .map(|(s, x)| tensor3(x.clone(), [batch.n, s.tokens, s.patch_dim], &device))
+        .collect();
+    let out = model.forward(inputs, false);
+    let vec = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap_or_default();
+    Predictions {
+        fused: vec(out.logits),
+        streams: out.stream_logits.into_iter().map(vec).collect(),
+    }
+}
+
+fn optimizer(t: &TrainConfig) -> ModuleOptimizer {
+    let clip = (t.clip_norm > 0.0).then_some(GradientClippingConfig::Norm(t.clip_norm as f32));
+    match t.optimizer {
+        Optimizer::Sgd => SgdConfig::new()
+            .with_momentum(Some(MomentumConfig {
+                momentum: t.momentum,
+                dampening: 0.0,
+                nesterov: false,
+            }))
+            .with_weight_decay(
+                (t.weight_decay > 0.0).then(|| WeightDecayConfig::new(t.weight_decay as f32)),
+            )
+            .with_gradient_clipping(clip)
+            .init(),
+        Optimizer::AdamW => AdamWConfig::new()
+            .with_weight_decay(t.weight_decay as f32)
+            .with_grad_clipping(clip)
+            .init(),
+    }
+}
+
+/// Mean over the batch of the loss of `logits` against soft `targets`.
+fn loss(logits: Tensor<2>, targets: Tensor<2>, kind: Loss) -> Tensor<1> {
+    match kind {
+        Loss::Softmax => (targets * log_softmax(logits, 1)).sum_dim(1).mean().neg(),
+        Loss::Sigmoid => {
+            // max(x, 0) - x t + log(1 + exp(-|x|)): BCE with logits, stable for large |x|.
+            let pos = logits.clone().clamp_min(0.0);
+            let soft = logits.clone().abs().neg().exp().log1p();
+            (pos - logits * targets + soft).sum_dim(1).mean()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_linearly_then_follows_a_half_cosine() {
+        let t = TrainConfig {
+            lr: 0.1,
+            min_lr_ratio: 0.0,
+            ..TrainConfig::default()
+        };
+        // warm-up over 4 steps: 0.025, 0.05, 0.075, 0.1
+        for (s, want) in [(0, 0.025), (1, 0.05), (3, 0.1)] {
+            assert!((t.lr_at(s, 4, 104) - want).abs() < 1e-12, "step {s}");
+        }
+        // halfway through the cosine: lr / 2; at the end: the floor.
+        assert!((t.lr_at(54, 4, 104) - 0.05).abs() < 1e-12);
+        assert!(t.lr_at(104, 4, 104).abs() < 1e-12);
+        let t = TrainConfig {
+            min_lr_ratio: 0.1,
+            ..t
+        };
+        assert!((t.lr_at(104, 4, 104) - 0.01).abs() < 1e-12);
+    }
+
+    #[test]
+    fn losses_match_hand_computation() {
+        let device = Device::flex();
+        let logits: Tensor<2> =
+            Tensor::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0], [1, 3]), &device);
+        let target: Tensor<2> =
+            Tensor::from_data(TensorData::new(vec![0.0f32, 0.0, 1.0], [1, 3]), &device);
+        // -log softmax(3 | 1,2,3) = log(e^1+e^2+e^3) - 3
+        let want = ((1f64).exp() + (2f64).exp() + (3f64).exp()).ln() - 3.0;
+        let got = loss(logits.clone(), target.clone(), Loss::Softmax).into_scalar::<f32>();
+        assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+        // BCE: sum over classes of -[t log s(x) + (1-t) log(1-s(x))]
+        let s = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let want = -(1.0 - s(1.0)).ln() - (1.0 - s(2.0)).ln() - s(3.0).ln();
+        let got = loss(logits, target, Loss::Sigmoid).into_scalar::<f32>();
+        assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn bad_recipes_name_the_field() {
+        let bad = |f: fn(&mut TrainConfig)| {
+            let mut c = TrainConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err().field
+        };
+        assert_eq!(bad(|c| c.epochs = 0), "epochs");
+        assert_eq!(bad(|c| c.lr = -1.0), "lr");
+        assert_eq!(bad(|c| c.warmup_epochs = 50.0), "warmup_epochs");
+        assert_eq!(bad(|c| c.momentum = 1.0), "momentum");
+        assert_eq!(bad(|c| c.label_smoothing = 1.0), "label_smoothing");
+    }
+}
