@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job: runs mbtd on the bundled demo clip with the bundled model and prints events.
-# Installs missing system packages and builds mbtd (release) first.
+# The main job: runs mbtd on the bundled demo clip (models/demo) with the bundled model and
+# prints the events as JSON lines. The clip is replayed as fast as inference goes (add
+# `--set replay.realtime=true` to pace it like a live camera and microphone); extra arguments
+# go to mbtd. Installs missing system packages and builds mbtd (release) first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -10,12 +12,16 @@ mbtd="$CARGO_TARGET_DIR/release/mbtd"
 model=models/edge.onnx
 clip=models/demo
 if [ ! -f "$model" ]; then
-  echo "mbt-edge: no trained model ($model) is bundled yet, and the daemon's capture/inference"
-  echo "pipeline is not built yet; the demo clip is in $clip (timeline: $clip/timeline.json)."
-  echo "The tokenizer, the model/export tools, the data set builder and their tests are in place"
-  echo "(see README, 'Status'). Meanwhile, the daemon's effective default configuration:"
+  echo "mbt-edge: no trained model ($model) is bundled yet. The daemon is built: to see it run"
+  echo "on the demo clip ($clip, ground truth in $clip/timeline.json) with random weights:"
+  echo
+  echo "  cargo run --release -p mbt-host --bin mbt -- export --config configs/edge.toml --random-init --seed 1 --out /tmp/edge-rand.onnx"
+  echo "  $mbtd --set model.path=/tmp/edge-rand.onnx --set audio.source=replay --set video.source=replay --set sink.stdout_scores=true"
+  echo
+  echo "The daemon's effective default configuration:"
   echo
   "$mbtd" --print-config
   exit 0
 fi
-exec "$mbtd" --set model.path="$model" --set audio.source=replay --set video.source=replay "$@"
+exec "$mbtd" --set model.path="$model" --set audio.source=replay --set video.source=replay \
+  --set replay.clip="$clip" "$@"

@@ -3,7 +3,12 @@
 //! `mbtd --print-config` prints the effective configuration (defaults, then the file, then
 //! `--set` overrides), so what runs is never a guess. Unknown keys are errors naming the key:
 //! a typo must not silently fall back to a default.
+//!
+//! What the model needs (window span in log-mel frames, frames per window, labels) is not
+//! repeated here: it comes from the model file's metadata, and [`crate::detector::check_model`]
+//! refuses a configuration that cannot feed the model, naming both settings.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +20,11 @@ pub struct Config {
     pub window: WindowConfig,
     pub audio: AudioSourceConfig,
     pub video: VideoSourceConfig,
+    pub replay: ReplayConfig,
+    pub synthetic: SyntheticConfig,
+    pub recovery: RecoveryConfig,
+    pub events: EventsConfig,
+    pub sink: SinkConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +34,10 @@ pub struct ModelConfig {
     pub path: PathBuf,
     /// Inference backend: "auto" (best present, CPU fallback), "cpu", "cuda" or "ort".
     pub backend: String,
+    /// Most windows run in one batch when they queue up behind a slow inference.
+    pub max_batch: usize,
+    /// ONNX Runtime execution providers to try in order (backend "ort"), e.g. ["qnn", "cpu"].
+    pub ort_providers: Vec<String>,
 }
 
 impl Default for ModelConfig {
@@ -31,6 +45,8 @@ impl Default for ModelConfig {
         ModelConfig {
             path: PathBuf::from("models/edge.onnx"),
             backend: "auto".into(),
+            max_batch: 4,
+            ort_providers: Vec::new(),
         }
     }
 }
@@ -38,10 +54,25 @@ impl Default for ModelConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WindowConfig {
-    /// Window length in seconds (the model's input span).
+    /// Window length in seconds (the model's input span; must fill the model's audio input).
     pub length_s: f64,
     /// Hop between window starts in seconds.
     pub hop_s: f64,
+    /// Windows waiting for inference. When inference falls behind a live source, the oldest
+    /// waiting window is dropped (and counted) so the daemon keeps up with the present.
+    pub queue: usize,
+    /// A window's audio counts as present when at least this fraction of its samples arrived.
+    pub min_audio_coverage: f64,
+    /// A window's video counts as present with at least this fraction of the frames the model
+    /// samples per window (`video.num_frames` in the model metadata).
+    pub min_video_coverage: f64,
+    /// Audio whose timestamps disagree with its sample count by more than this is re-anchored
+    /// on the clock (a gap is filled as missing, an overlap dropped); smaller differences are
+    /// counted as drift and absorbed.
+    pub audio_tolerance_s: f64,
+    /// Live capture: a stream that lags the other by more than this is treated as stalled and
+    /// windows are cut from the other stream alone until it catches up.
+    pub stall_s: f64,
 }
 
 impl Default for WindowConfig {
@@ -49,6 +80,11 @@ impl Default for WindowConfig {
         WindowConfig {
             length_s: 2.0,
             hop_s: 1.0,
+            queue: 4,
+            min_audio_coverage: 0.9,
+            min_video_coverage: 0.5,
+            audio_tolerance_s: 0.1,
+            stall_s: 3.0,
         }
     }
 }
@@ -60,6 +96,12 @@ pub struct AudioSourceConfig {
     pub source: String,
     /// ALSA PCM name (e.g. "default", "hw:1,0", "plughw:CARD=Mic").
     pub device: String,
+    /// Rate and channels asked of the device; it may offer others, which are downmixed and
+    /// resampled (any rate the shared resampler supports).
+    pub rate: u32,
+    pub channels: u32,
+    /// Samples per read, in milliseconds.
+    pub period_ms: u32,
 }
 
 impl Default for AudioSourceConfig {
@@ -67,6 +109,9 @@ impl Default for AudioSourceConfig {
         AudioSourceConfig {
             source: "alsa".into(),
             device: "default".into(),
+            rate: 16_000,
+            channels: 1,
+            period_ms: 100,
         }
     }
 }
@@ -81,6 +126,8 @@ pub struct VideoSourceConfig {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
+    /// Pixel format asked of the camera: "auto" (MJPEG if offered, else YUYV), "mjpeg", "yuyv".
+    pub format: String,
 }
 
 impl Default for VideoSourceConfig {
@@ -91,6 +138,150 @@ impl Default for VideoSourceConfig {
             width: 640,
             height: 480,
             fps: 15,
+            format: "auto".into(),
+        }
+    }
+}
+
+/// Replay of a recorded clip (`audio.source = "replay"`, `video.source = "replay"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// The clip: a directory holding `audio.wav` and `frames/` (or `video.y4m`), like the demo
+    /// in `models/demo`, or a data set clip's path without extension (`DIR/ID` for
+    /// `DIR/ID.wav` + `DIR/ID.y4m`).
+    pub clip: PathBuf,
+    /// Explicit WAV file, overriding the clip's.
+    pub audio: Option<PathBuf>,
+    /// Explicit frames (directory of PNG/JPEG, or a .y4m file), overriding the clip's.
+    pub video: Option<PathBuf>,
+    /// Frame rate of a frames directory; 0 = from the clip's `timeline.json` (`fps`). Y4M files
+    /// carry their own.
+    pub fps: u32,
+    /// true: paced in real time, as a camera and microphone would deliver it. false (default):
+    /// as fast as inference goes; nothing is dropped, and the timestamps are the clip's.
+    pub realtime: bool,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            clip: PathBuf::from("models/demo"),
+            audio: None,
+            video: None,
+            fps: 0,
+            realtime: false,
+        }
+    }
+}
+
+/// Test patterns (`audio.source = "synthetic"`, `video.source = "synthetic"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyntheticConfig {
+    /// Audio: a sine at this frequency, with a burst of noise every `burst_every_s`.
+    pub tone_hz: f64,
+    pub burst_every_s: f64,
+    /// Video: frame size of the moving-bar pattern (its rate is `video.fps`).
+    pub width: u32,
+    pub height: u32,
+    /// Stop after this many seconds (0 = run until shut down).
+    pub duration_s: f64,
+    /// true: paced in real time; false: as fast as inference goes.
+    pub realtime: bool,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        SyntheticConfig {
+            tone_hz: 440.0,
+            burst_every_s: 5.0,
+            width: 160,
+            height: 120,
+            duration_s: 0.0,
+            realtime: true,
+        }
+    }
+}
+
+/// Reconnecting a failed live source (ALSA, V4L2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecoveryConfig {
+    /// First wait before reopening a failed device; doubled after each failed attempt ...
+    pub backoff_initial_s: f64,
+    /// ... up to this.
+    pub backoff_max_s: f64,
+    /// A blocking read that returns nothing for this long counts as a failure.
+    pub read_timeout_s: f64,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            backoff_initial_s: 0.5,
+            backoff_max_s: 30.0,
+            read_timeout_s: 2.0,
+        }
+    }
+}
+
+/// Turning per-window scores into debounced events. Scores are softmax probabilities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// An event opens when a label's score reaches `threshold` ...
+    pub threshold: f32,
+    /// ... and stays open while it stays at or above `release` (hysteresis).
+    pub release: f32,
+    /// An event is reported only once it has lasted this long (0: from its first window).
+    pub min_duration_s: f64,
+    /// After an event of a label ends, the same label cannot open a new one for this long.
+    pub cooldown_s: f64,
+    /// An `update` is sent when the event's peak score rose by at least this much (or the
+    /// modalities behind it changed).
+    pub update_delta: f32,
+    /// Per-label overrides, e.g. `[events.labels.glass_breaking] threshold = 0.8`.
+    pub labels: BTreeMap<String, LabelOverride>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            threshold: 0.5,
+            release: 0.3,
+            min_duration_s: 0.0,
+            cooldown_s: 2.0,
+            update_delta: 0.05,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LabelOverride {
+    pub threshold: Option<f32>,
+    pub release: Option<f32>,
+    pub min_duration_s: Option<f64>,
+    pub cooldown_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    /// JSON lines on stdout, one event per line.
+    pub stdout: bool,
+    /// Also print one JSON line per scored window (`{"window": ...}`): the view a user needs
+    /// to set thresholds.
+    pub stdout_scores: bool,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            stdout: true,
+            stdout_scores: false,
         }
     }
 }
@@ -98,26 +289,52 @@ impl Default for VideoSourceConfig {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid setting `{field}`: {reason}")]
 pub struct ConfigError {
-    pub field: &'static str,
+    pub field: String,
     pub reason: String,
+}
+
+fn positive(v: f64) -> bool {
+    v > 0.0 && v.is_finite()
+}
+
+fn unit(v: f64) -> bool {
+    (0.0..=1.0).contains(&v)
 }
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field, reason: &str| {
+        let err = |field: &str, reason: &str| {
             Err(ConfigError {
-                field,
+                field: field.to_string(),
                 reason: reason.to_string(),
             })
         };
         if !["auto", "cpu", "cuda", "ort"].contains(&self.model.backend.as_str()) {
             return err("model.backend", "expected one of auto, cpu, cuda, ort");
         }
-        if !(self.window.length_s > 0.0 && self.window.length_s.is_finite()) {
+        if self.model.max_batch == 0 {
+            return err("model.max_batch", "expected at least 1");
+        }
+        if !positive(self.window.length_s) {
             return err("window.length_s", "expected a positive number of seconds");
         }
         if !(self.window.hop_s > 0.0 && self.window.hop_s <= self.window.length_s) {
             return err("window.hop_s", "expected 0 < hop_s <= length_s");
+        }
+        if self.window.queue == 0 {
+            return err("window.queue", "expected at least 1");
+        }
+        if !unit(self.window.min_audio_coverage) {
+            return err("window.min_audio_coverage", "expected a fraction in [0, 1]");
+        }
+        if !unit(self.window.min_video_coverage) {
+            return err("window.min_video_coverage", "expected a fraction in [0, 1]");
+        }
+        if !positive(self.window.audio_tolerance_s) {
+            return err("window.audio_tolerance_s", "expected a positive number");
+        }
+        if !positive(self.window.stall_s) {
+            return err("window.stall_s", "expected a positive number");
         }
         if !["alsa", "replay", "synthetic", "none"].contains(&self.audio.source.as_str()) {
             return err(
@@ -134,11 +351,99 @@ impl Config {
         if self.audio.source == "none" && self.video.source == "none" {
             return err("audio.source", "audio and video cannot both be none");
         }
+        if self.audio.rate == 0 || self.audio.channels == 0 || self.audio.period_ms == 0 {
+            return err(
+                "audio.rate",
+                "rate, channels and period_ms must be positive",
+            );
+        }
         if self.video.width == 0 || self.video.height == 0 || self.video.fps == 0 {
             return err("video.width", "width, height and fps must be positive");
         }
+        if !["auto", "mjpeg", "yuyv"].contains(&self.video.format.as_str()) {
+            return err("video.format", "expected one of auto, mjpeg, yuyv");
+        }
+        if !(self.synthetic.tone_hz > 0.0 && self.synthetic.tone_hz < 8000.0) {
+            return err("synthetic.tone_hz", "expected 0 < tone_hz < 8000");
+        }
+        if !positive(self.synthetic.burst_every_s) {
+            return err("synthetic.burst_every_s", "expected a positive number");
+        }
+        if self.synthetic.width < 2 || self.synthetic.height < 2 {
+            return err("synthetic.width", "width and height must be at least 2");
+        }
+        if !(self.synthetic.duration_s >= 0.0 && self.synthetic.duration_s.is_finite()) {
+            return err("synthetic.duration_s", "expected 0 (forever) or seconds");
+        }
+        if !positive(self.recovery.backoff_initial_s) {
+            return err("recovery.backoff_initial_s", "expected a positive number");
+        }
+        if !(self.recovery.backoff_max_s >= self.recovery.backoff_initial_s
+            && self.recovery.backoff_max_s.is_finite())
+        {
+            return err("recovery.backoff_max_s", "expected >= backoff_initial_s");
+        }
+        if !positive(self.recovery.read_timeout_s) {
+            return err("recovery.read_timeout_s", "expected a positive number");
+        }
+        let e = &self.events;
+        check_thresholds("events", e.threshold, e.release)?;
+        if !(e.min_duration_s >= 0.0 && e.min_duration_s.is_finite()) {
+            return err("events.min_duration_s", "expected seconds >= 0");
+        }
+        if !(e.cooldown_s >= 0.0 && e.cooldown_s.is_finite()) {
+            return err("events.cooldown_s", "expected seconds >= 0");
+        }
+        if !(e.update_delta > 0.0 && e.update_delta <= 1.0) {
+            return err("events.update_delta", "expected 0 < update_delta <= 1");
+        }
+        for (label, o) in &e.labels {
+            let field = format!("events.labels.{label}");
+            check_thresholds(
+                &field,
+                o.threshold.unwrap_or(e.threshold),
+                o.release.unwrap_or(e.release),
+            )?;
+            if o.min_duration_s
+                .is_some_and(|v| !(v >= 0.0 && v.is_finite()))
+            {
+                return err(&format!("{field}.min_duration_s"), "expected seconds >= 0");
+            }
+            if o.cooldown_s.is_some_and(|v| !(v >= 0.0 && v.is_finite())) {
+                return err(&format!("{field}.cooldown_s"), "expected seconds >= 0");
+            }
+        }
         Ok(())
     }
+
+    /// Whether any source delivers in real time (then inference must keep up, and windows it
+    /// cannot take are dropped oldest first); otherwise the sources wait for inference.
+    pub fn is_realtime(&self) -> bool {
+        let live = |s: &str, replay_rt: bool| match s {
+            "alsa" | "v4l2" => true,
+            "replay" => replay_rt,
+            "synthetic" => self.synthetic.realtime,
+            _ => false,
+        };
+        live(&self.audio.source, self.replay.realtime)
+            || live(&self.video.source, self.replay.realtime)
+    }
+}
+
+fn check_thresholds(prefix: &str, threshold: f32, release: f32) -> Result<(), ConfigError> {
+    if !(threshold > 0.0 && threshold <= 1.0) {
+        return Err(ConfigError {
+            field: format!("{prefix}.threshold"),
+            reason: format!("expected 0 < threshold <= 1, got {threshold}"),
+        });
+    }
+    if !(0.0..=threshold).contains(&release) {
+        return Err(ConfigError {
+            field: format!("{prefix}.release"),
+            reason: format!("expected 0 <= release <= threshold ({threshold}), got {release}"),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -165,5 +470,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("lenght_s") && e.contains("mbtd.toml"), "{e}");
+        let c: Config = mbt_core::settings::load(
+            "[events.labels.glass_breaking]\nthreshold = 0.4\nrelease = 0.6\n",
+            "t",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "events.labels.glass_breaking.release"
+        );
+        let c: Config = mbt_core::settings::load("", "t", &["events.release=0.9".into()]).unwrap();
+        assert_eq!(c.validate().unwrap_err().field, "events.release");
+    }
+
+    #[test]
+    fn realtime_follows_the_sources() {
+        let mut c = Config::default();
+        assert!(c.is_realtime(), "alsa + v4l2 are live");
+        c.audio.source = "replay".into();
+        c.video.source = "replay".into();
+        assert!(!c.is_realtime(), "replay defaults to as fast as possible");
+        c.replay.realtime = true;
+        assert!(c.is_realtime());
     }
 }

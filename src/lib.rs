@@ -1,10 +1,33 @@
 //! `mbtd`, the edge daemon: camera + microphone -> aligned windows -> the shared tokenizer ->
 //! the MBT model (tract) -> debounced events -> sinks.
 //!
-//! This crate holds the daemon's configuration and (as it is built) its pipeline; everything
-//! pure lives in `mbt-core` so the host tool shares it.
+//! Everything pure that the host tool shares (tokenizer, model metadata, the event type) lives
+//! in `mbt-core`; this crate holds what only the daemon does, one module per stage:
+//!
+//! * [`config`]: the one TOML configuration, with documented defaults;
+//! * [`clock`]: the monotonic clock every sample and frame is stamped on;
+//! * [`source`]: ALSA, V4L2, clip replay and synthetic sources behind one trait, and the
+//!   supervisor that reconnects failed devices with backoff;
+//! * [`window`]: cuts aligned audio+video windows on the clock (drift, gaps, late frames);
+//! * [`queue`]: the bounded window queue (drop-oldest for live capture);
+//! * [`backend`]: inference backends behind one trait (tract CPU; CUDA and ONNX Runtime slots);
+//! * [`detector`]: tokenize with the model's own settings, run, softmax; one-modality fallback;
+//! * [`events`]: thresholds, hysteresis, minimum duration, cool-down;
+//! * [`sink`]: where events go (JSON lines on stdout);
+//! * [`pipeline`]: the tokio wiring of all of the above, and clean shutdown;
+//! * [`stats`]: the counters of everything dropped, skipped, late or recovered.
 
+pub mod backend;
+pub mod clock;
 pub mod config;
+pub mod detector;
+pub mod events;
+pub mod pipeline;
+pub mod queue;
+pub mod sink;
+pub mod source;
+pub mod stats;
+pub mod window;
 
 pub use config::Config;
 

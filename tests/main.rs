@@ -1,4 +1,9 @@
-//! Integration tests of the `mbtd` binary: one test binary, one module per area (the capture,
-//! replay end-to-end and MQTT fault modules join it as the daemon grows).
+//! Integration tests of the `mbtd` binary and library: one test binary, one module per area.
 
+mod alsa_capture;
+mod camera;
 mod cli;
+mod common;
+mod daemon;
+mod demo;
+mod pipeline;

@@ -33,15 +33,22 @@ pub struct Event {
     pub id: String,
     pub kind: EventKind,
     pub label: String,
-    /// Fused score (probability) that decided the event.
+    /// Fused score (softmax probability) that decided the event: its peak so far. With one
+    /// modality (the other stream failed) it is that stream's own head's score.
     pub score: f32,
-    /// Per-modality head scores; `None` when that stream was unavailable.
+    /// Per-modality head scores in the window of the peak; `None` when that stream was
+    /// unavailable there.
     pub score_audio: Option<f32>,
     pub score_video: Option<f32>,
+    /// The streams behind the latest window of the event.
     pub modalities: Modalities,
     /// Start and (for `end`) end, milliseconds since the Unix epoch.
     pub start_ms: u64,
     pub end_ms: Option<u64>,
+    /// The same on the daemon's monotonic clock, in seconds since capture started (for a
+    /// replayed clip: the position in the clip).
+    pub start_s: f64,
+    pub end_s: Option<f64>,
     pub model_version: String,
 }
 
@@ -65,6 +72,8 @@ mod tests {
             },
             start_ms: 1_732_630_000_000,
             end_ms: None,
+            start_s: 3.0,
+            end_s: None,
             model_version: "edge-test".into(),
         };
         let json = serde_json::to_string(&e).unwrap();

@@ -1,0 +1,533 @@
+//! Per-window scores -> debounced events: thresholds with hysteresis, minimum duration,
+//! cool-down. Pure: scored windows in, [`Event`]s out; the unit tests walk hand-made score
+//! sequences.
+//!
+//! Each label (but `none`, the model's "nothing happening" class) is tracked on its own:
+//!
+//! * **open**: its score reaches `threshold` (and the label is not cooling down);
+//! * **minimum duration**: with `min_duration_s > 0` the opening is held back (no `new` yet)
+//!   until the label has stayed active over windows whose centres lie that far apart; if it
+//!   drops before, nothing is reported;
+//! * **hysteresis**: once open it stays open while the score is at least `release`;
+//! * **end**: the first window below `release` ends it;
+//! * **cool-down**: the same label cannot open again before `cooldown_s` after that end (a
+//!   door that bangs twice in a second is one event).
+//!
+//! Times: a window only says the sound or sight lies somewhere inside it. The start reported
+//! is the start of the first window that saw the label, moved up to the end of the previous
+//! window if that one did not see it (the onset must lie after it). The end is the end of the
+//! last window that saw it, moved back to the start of the first window that no longer did.
+//! With 2 s windows at a 1 s hop that brackets the onset within about a second.
+//!
+//! Scores: `score` is the event's peak fused probability (with one modality, that stream's own
+//! head), with the per-modality scores of the same window. An `update` goes out when the peak
+//! rose by `update_delta` or the modalities behind the event changed.
+
+use mbt_core::event::{Event, EventKind, Modalities, EVENT_SCHEMA};
+
+use crate::clock::{secs_to_us, us_to_secs, Clock, Micros};
+use crate::config::EventsConfig;
+use crate::detector::Scored;
+
+/// The label that never produces events.
+pub const NO_EVENT_LABEL: &str = "none";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LabelParams {
+    pub threshold: f32,
+    pub release: f32,
+    pub min_duration_us: Micros,
+    pub cooldown_us: Micros,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Peak {
+    score: f32,
+    audio: Option<f32>,
+    video: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Idle,
+    /// Above threshold, waiting for the minimum duration.
+    Pending {
+        start: Micros,
+        first_centre: Micros,
+        last_end: Micros,
+        peak: Peak,
+    },
+    Open {
+        id: String,
+        start: Micros,
+        last_end: Micros,
+        peak: Peak,
+        reported: f32,
+        modalities: Modalities,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Track {
+    label: String,
+    class: usize,
+    params: LabelParams,
+    state: State,
+    /// End of the latest window in which the label was not active.
+    last_inactive_end: Option<Micros>,
+    /// No new event before this time (window start).
+    cooldown_until: Micros,
+}
+
+pub struct EventTracker {
+    tracks: Vec<Track>,
+    clock: Clock,
+    model_version: String,
+    run_id: u64,
+    count: u64,
+    update_delta: f32,
+}
+
+impl EventTracker {
+    pub fn new(cfg: &EventsConfig, labels: &[String], model_version: &str, clock: Clock) -> Self {
+        let tracks = labels
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.as_str() != NO_EVENT_LABEL)
+            .map(|(class, label)| {
+                let o = cfg.labels.get(label).cloned().unwrap_or_default();
+                Track {
+                    label: label.clone(),
+                    class,
+                    params: LabelParams {
+                        threshold: o.threshold.unwrap_or(cfg.threshold),
+                        release: o.release.unwrap_or(cfg.release),
+                        min_duration_us: secs_to_us(o.min_duration_s.unwrap_or(cfg.min_duration_s)),
+                        cooldown_us: secs_to_us(o.cooldown_s.unwrap_or(cfg.cooldown_s)),
+                    },
+                    state: State::Idle,
+                    last_inactive_end: None,
+                    cooldown_until: 0,
+                }
+            })
+            .collect();
+        EventTracker {
+            tracks,
+            clock,
+            model_version: model_version.to_string(),
+            run_id: clock.wall_start_ms(),
+            count: 0,
+            update_delta: cfg.update_delta,
+        }
+    }
+
+    /// The parameters in force for `label` (None for `none` or an unknown label).
+    pub fn params(&self, label: &str) -> Option<LabelParams> {
+        self.tracks
+            .iter()
+            .find(|t| t.label == label)
+            .map(|t| t.params)
+    }
+
+    fn event(
+        &self,
+        kind: EventKind,
+        id: &str,
+        label: &str,
+        peak: Peak,
+        modalities: Modalities,
+        (start, end): (Micros, Option<Micros>),
+    ) -> Event {
+        Event {
+            schema: EVENT_SCHEMA,
+            id: id.to_string(),
+            kind,
+            label: label.to_string(),
+            score: peak.score,
+            score_audio: peak.audio,
+            score_video: peak.video,
+            modalities,
+            start_ms: self.clock.wall_ms(start),
+            end_ms: end.map(|e| self.clock.wall_ms(e)),
+            start_s: us_to_secs(start),
+            end_s: end.map(us_to_secs),
+            model_version: self.model_version.clone(),
+        }
+    }
+
+    /// Feeds one scored window (in clock order); returns the events it causes.
+    pub fn observe(&mut self, w: &Scored) -> Vec<Event> {
+        let mut out = Vec::new();
+        let centre = (w.start_us + w.end_us) / 2;
+        for i in 0..self.tracks.len() {
+            let t = &self.tracks[i];
+            let c = t.class;
+            let Some(&score) = w.fused.get(c) else {
+                continue;
+            };
+            let peak_here = Peak {
+                score,
+                audio: w.audio.as_ref().and_then(|p| p.get(c).copied()),
+                video: w.video.as_ref().and_then(|p| p.get(c).copied()),
+            };
+            let p = t.params;
+            let state = t.state.clone();
+            let next = match state {
+                State::Idle => {
+                    if score >= p.threshold && w.start_us >= t.cooldown_until {
+                        let start = match t.last_inactive_end {
+                            Some(e) if e > w.start_us && e <= w.end_us => e,
+                            _ => w.start_us,
+                        };
+                        if p.min_duration_us == 0 {
+                            let id = self.next_id();
+                            let label = self.tracks[i].label.clone();
+                            out.push(self.event(
+                                EventKind::New,
+                                &id,
+                                &label,
+                                peak_here,
+                                w.modalities,
+                                (start, None),
+                            ));
+                            State::Open {
+                                id,
+                                start,
+                                last_end: w.end_us,
+                                peak: peak_here,
+                                reported: score,
+                                modalities: w.modalities,
+                            }
+                        } else {
+                            State::Pending {
+                                start,
+                                first_centre: centre,
+                                last_end: w.end_us,
+                                peak: peak_here,
+                            }
+                        }
+                    } else {
+                        self.tracks[i].last_inactive_end = Some(w.end_us);
+                        State::Idle
+                    }
+                }
+                State::Pending {
+                    start,
+                    first_centre,
+                    peak,
+                    ..
+                } => {
+                    if score >= p.release {
+                        let peak = if score > peak.score { peak_here } else { peak };
+                        if centre - first_centre >= p.min_duration_us {
+                            let id = self.next_id();
+                            let label = self.tracks[i].label.clone();
+                            out.push(self.event(
+                                EventKind::New,
+                                &id,
+                                &label,
+                                peak,
+                                w.modalities,
+                                (start, None),
+                            ));
+                            State::Open {
+                                id,
+                                start,
+                                last_end: w.end_us,
+                                peak,
+                                reported: peak.score,
+                                modalities: w.modalities,
+                            }
+                        } else {
+                            State::Pending {
+                                start,
+                                first_centre,
+                                last_end: w.end_us,
+                                peak,
+                            }
+                        }
+                    } else {
+                        // Too short to be an event.
+                        self.tracks[i].last_inactive_end = Some(w.end_us);
+                        State::Idle
+                    }
+                }
+                State::Open {
+                    id,
+                    start,
+                    last_end,
+                    peak,
+                    reported,
+                    modalities,
+                } => {
+                    let label = self.tracks[i].label.clone();
+                    if score >= p.release {
+                        let peak = if score > peak.score { peak_here } else { peak };
+                        let mut reported = reported;
+                        if peak.score >= reported + self.update_delta || modalities != w.modalities
+                        {
+                            out.push(self.event(
+                                EventKind::Update,
+                                &id,
+                                &label,
+                                peak,
+                                w.modalities,
+                                (start, None),
+                            ));
+                            reported = peak.score;
+                        }
+                        State::Open {
+                            id,
+                            start,
+                            last_end: w.end_us,
+                            peak,
+                            reported,
+                            modalities: w.modalities,
+                        }
+                    } else {
+                        let end = last_end.min(w.start_us).max(start);
+                        out.push(self.event(
+                            EventKind::End,
+                            &id,
+                            &label,
+                            peak,
+                            modalities,
+                            (start, Some(end)),
+                        ));
+                        let t = &mut self.tracks[i];
+                        t.cooldown_until = end + p.cooldown_us;
+                        t.last_inactive_end = Some(w.end_us);
+                        State::Idle
+                    }
+                }
+            };
+            self.tracks[i].state = next;
+        }
+        out
+    }
+
+    /// Shutdown or end of a recording: ends every open event at the end of its last active
+    /// window (pending ones were never reported and are dropped).
+    pub fn finish(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        for i in 0..self.tracks.len() {
+            let state = std::mem::replace(&mut self.tracks[i].state, State::Idle);
+            if let State::Open {
+                id,
+                start,
+                last_end,
+                peak,
+                modalities,
+                ..
+            } = state
+            {
+                let label = self.tracks[i].label.clone();
+                out.push(self.event(
+                    EventKind::End,
+                    &id,
+                    &label,
+                    peak,
+                    modalities,
+                    (start, Some(last_end)),
+                ));
+            }
+        }
+        out
+    }
+
+    fn next_id(&mut self) -> String {
+        self.count += 1;
+        format!("{}-{:04}", self.run_id, self.count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LABELS: [&str; 3] = ["glass", "door", "none"];
+
+    fn tracker(cfg: EventsConfig) -> EventTracker {
+        let labels: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
+        EventTracker::new(&cfg, &labels, "test-1", Clock::start())
+    }
+
+    fn both() -> Modalities {
+        Modalities {
+            audio: true,
+            video: true,
+        }
+    }
+
+    /// Window k of 2 s at a 1 s hop with fused scores (glass, door, none).
+    fn win(k: u64, glass: f32, door: f32) -> Scored {
+        let none = (1.0 - glass - door).max(0.0);
+        Scored {
+            index: k,
+            start_us: k * 1_000_000,
+            end_us: k * 1_000_000 + 2_000_000,
+            modalities: both(),
+            fused: vec![glass, door, none],
+            audio: Some(vec![glass * 0.9, door, none]),
+            video: Some(vec![glass * 0.8, door, none]),
+        }
+    }
+
+    fn run(t: &mut EventTracker, scores: &[(f32, f32)]) -> Vec<Event> {
+        let mut out = Vec::new();
+        for (k, (g, d)) in scores.iter().enumerate() {
+            out.extend(t.observe(&win(k as u64, *g, *d)));
+        }
+        out
+    }
+
+    fn brief(e: &[Event]) -> Vec<(EventKind, &str, f64, Option<f64>)> {
+        e.iter()
+            .map(|e| (e.kind, e.label.as_str(), e.start_s, e.end_s))
+            .collect()
+    }
+
+    #[test]
+    fn hysteresis_and_time_bounds() {
+        // threshold 0.5, release 0.3. Glass: 0.1, 0.6 (opens), 0.4 (stays, above release),
+        // 0.2 (ends), 0.1.
+        let mut t = tracker(EventsConfig {
+            cooldown_s: 0.0,
+            ..Default::default()
+        });
+        let ev = run(
+            &mut t,
+            &[(0.1, 0.0), (0.6, 0.0), (0.4, 0.0), (0.2, 0.0), (0.1, 0.0)],
+        );
+        // Opens in window 1 = [1, 3); window 0 = [0, 2) did not see it, so the onset is after
+        // 2 s. Last active window 2 = [2, 4); window 3 = [3, 5) did not see it: end at 3 s.
+        assert_eq!(
+            brief(&ev),
+            vec![
+                (EventKind::New, "glass", 2.0, None),
+                (EventKind::End, "glass", 2.0, Some(3.0))
+            ]
+        );
+        assert_eq!(ev[0].id, ev[1].id);
+        assert_eq!(ev[1].score, 0.6, "peak score");
+        assert_eq!(ev[1].score_audio, Some(0.6 * 0.9));
+        assert_eq!(ev[1].score_video, Some(0.6 * 0.8));
+        assert_eq!(ev[0].model_version, "test-1");
+    }
+
+    #[test]
+    fn below_threshold_never_opens_and_none_never_fires() {
+        let mut t = tracker(EventsConfig::default());
+        // glass hovers between release and threshold; "none" is at 1.0 in the last window.
+        let ev = run(&mut t, &[(0.45, 0.0), (0.49, 0.0), (0.35, 0.0), (0.0, 0.0)]);
+        assert!(ev.is_empty(), "{ev:?}");
+    }
+
+    #[test]
+    fn minimum_duration_suppresses_blips_and_keeps_the_onset() {
+        let mut t = tracker(EventsConfig {
+            min_duration_s: 1.0,
+            cooldown_s: 0.0,
+            ..Default::default()
+        });
+        // Door: one window (blip, dropped), a gap, then two windows (centres 1 s apart: reported).
+        let ev = run(
+            &mut t,
+            &[
+                (0.0, 0.9),
+                (0.0, 0.1),
+                (0.0, 0.1),
+                (0.0, 0.8),
+                (0.0, 0.7),
+                (0.0, 0.0),
+            ],
+        );
+        // Window 3 = [3, 5) opens; window 2 = [2, 4) did not see it: onset 4 s. New is sent at
+        // window 4, the end at window 5's start (5 s), since window 4 = [4, 6) still saw it.
+        assert_eq!(
+            brief(&ev),
+            vec![
+                (EventKind::New, "door", 4.0, None),
+                (EventKind::End, "door", 4.0, Some(5.0))
+            ]
+        );
+    }
+
+    #[test]
+    fn cooldown_merges_a_quick_repeat() {
+        let mut t = tracker(EventsConfig {
+            cooldown_s: 3.0,
+            ..Default::default()
+        });
+        // Glass at windows 1, then 3 (within cool-down of the end at 2 s: suppressed), then 6.
+        let ev = run(
+            &mut t,
+            &[
+                (0.0, 0.0),
+                (0.9, 0.0),
+                (0.0, 0.0),
+                (0.9, 0.0),
+                (0.0, 0.0),
+                (0.0, 0.0),
+                (0.9, 0.0),
+            ],
+        );
+        let news: Vec<f64> = ev
+            .iter()
+            .filter(|e| e.kind == EventKind::New)
+            .map(|e| e.start_s)
+            .collect();
+        // First: window 1 [1, 3), onset after window 0's end (2 s), ended at window 2's start
+        // (2 s): cool-down until 5 s. Window 3 starts at 3 s: suppressed. Window 6 starts at 6
+        // s: a new event, onset after window 5's end (7 s).
+        assert_eq!(news, vec![2.0, 7.0]);
+    }
+
+    #[test]
+    fn per_label_overrides_and_updates() {
+        let mut cfg = EventsConfig::default();
+        cfg.labels.insert(
+            "door".into(),
+            crate::config::LabelOverride {
+                threshold: Some(0.8),
+                ..Default::default()
+            },
+        );
+        let mut t = tracker(cfg);
+        assert_eq!(t.params("door").unwrap().threshold, 0.8);
+        assert_eq!(t.params("glass").unwrap().threshold, 0.5);
+        assert!(t.params("none").is_none());
+        // Door at 0.7 does not open (its threshold is 0.8); glass at 0.6 opens, rises to 0.62
+        // (less than update_delta: no update), then 0.7 (update), then ends at shutdown.
+        let mut ev = run(&mut t, &[(0.6, 0.3), (0.62, 0.3), (0.7, 0.29)]);
+        ev.extend(t.finish());
+        let kinds: Vec<(EventKind, &str)> = ev.iter().map(|e| (e.kind, e.label.as_str())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (EventKind::New, "glass"),
+                (EventKind::Update, "glass"),
+                (EventKind::End, "glass")
+            ]
+        );
+        assert_eq!(ev[1].score, 0.7);
+        // Ended at shutdown: the end of the last window that saw it, [2, 4).
+        assert_eq!(ev[2].end_s, Some(4.0));
+    }
+
+    #[test]
+    fn modality_change_is_an_update_and_marks_the_event() {
+        let mut t = tracker(EventsConfig::default());
+        let mut ev = t.observe(&win(0, 0.9, 0.0));
+        let mut audio_only = win(1, 0.9, 0.0);
+        audio_only.modalities = Modalities {
+            audio: true,
+            video: false,
+        };
+        audio_only.video = None;
+        ev.extend(t.observe(&audio_only));
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[1].kind, EventKind::Update);
+        assert!(ev[1].modalities.audio && !ev[1].modalities.video);
+    }
+}

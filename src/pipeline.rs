@@ -1,0 +1,387 @@
+//! The daemon's pipeline: sources -> windower -> inference thread -> event tracker -> sinks.
+//!
+//! ```text
+//!  audio source ─(blocking task)─ mpsc(32) ─┐
+//!                                          ├─ windower (async task) ─ WindowQueue ─ inference thread ─ mpsc(16) ─ events task ─ sinks
+//!  video source ─(blocking task)─ mpsc(32) ─┘   (one clock)          (drop oldest)  (tokenize, batch)           (tracker)
+//! ```
+//!
+//! Why this shape: reads block (ALSA, V4L2), so each source gets a blocking task; inference is
+//! seconds of CPU, so it gets its own thread and never stalls the runtime; everything between
+//! stages is bounded, so memory is bounded. Live capture never waits for inference: the queue
+//! before it drops the oldest window when full (counted). A replay that is not paced waits
+//! instead, and the windower reads whichever stream is behind, so a fast replay cuts exactly
+//! the windows a paced one would and buffers at most a window's worth of either stream.
+//!
+//! Shutdown (SIGINT/SIGTERM, or every source ended): the sources stop, the windows already
+//! queued are still run, open events are ended, the sinks flushed, and [`run`] returns the
+//! counters.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+
+use crate::backend;
+use crate::clock::{secs_to_us, Clock};
+use crate::config::{Config, EventsConfig};
+use crate::detector::{check_model, Detector, Scored};
+use crate::events::EventTracker;
+use crate::queue::{Overflow, WindowQueue};
+use crate::sink::{Sink, StdoutSink, WindowScores};
+use crate::source::alsa::AlsaSource;
+use crate::source::replay::{self, AudioReplay, Pacer, VideoReplay};
+use crate::source::synthetic::{SyntheticAudio, SyntheticVideo};
+use crate::source::v4l2::{CameraRequest, CameraSource, PixelFormat, V4l2Device};
+use crate::source::{supervise, Backoff, Modality, Source, SourceMsg};
+use crate::stats::{Report, Stats};
+use crate::window::{Window, WindowSpec, Windower};
+
+/// Everything a run needs, built from the configuration by [`build`] (or by hand in tests and
+/// embedding programs, with their own sources, backend and sinks).
+pub struct Pipeline {
+    pub clock: Clock,
+    pub audio: Option<Box<dyn Source>>,
+    pub video: Option<Box<dyn Source>>,
+    pub detector: Detector,
+    pub sinks: Vec<Box<dyn Sink>>,
+    pub spec: WindowSpec,
+    pub queue: usize,
+    pub overflow: Overflow,
+    pub events: EventsConfig,
+    pub backoff: Backoff,
+}
+
+/// What a run did: its counters, plus what ran.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub backend: String,
+    pub model_version: String,
+    pub seconds: f64,
+    #[serde(flatten)]
+    pub stats: Report,
+}
+
+/// Builds the pipeline the configuration describes: loads the model (once) with the chosen
+/// backend, checks the configuration against its metadata, opens the replay files, and sets
+/// up the sinks. Errors name the field or file.
+pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
+    let (backend, skipped) = backend::open(
+        &cfg.model.backend,
+        &cfg.model.path,
+        cfg.model.max_batch,
+        &cfg.model.ort_providers,
+    )
+    .with_context(|| format!("model.backend = \"{}\"", cfg.model.backend))?;
+    for s in &skipped {
+        tracing::info!("backend skipped: {s}");
+    }
+    tracing::info!(
+        "backend: {} ({}), model {} version {}",
+        backend.name(),
+        if cfg.model.backend == "auto" {
+            "auto: the best one present"
+        } else {
+            "as configured"
+        },
+        cfg.model.path.display(),
+        backend.metadata().model_version
+    );
+    let detector = Detector::new(backend)?;
+    let meta = detector.metadata().clone();
+
+    let realtime = cfg.is_realtime();
+    let timeout = Duration::from_secs_f64(cfg.recovery.read_timeout_s);
+    let pacer = |rt: bool| Pacer {
+        clock,
+        realtime: rt,
+    };
+    let syn = &cfg.synthetic;
+    let needs_clip = cfg.audio.source == "replay" || cfg.video.source == "replay";
+    let clip = if needs_clip {
+        Some(replay::resolve(&cfg.replay)?)
+    } else {
+        None
+    };
+    let audio: Option<Box<dyn Source>> = match (cfg.audio.source.as_str(), &clip) {
+        ("alsa", _) => Some(Box::new(AlsaSource::new(
+            &cfg.audio.device,
+            cfg.audio.rate,
+            cfg.audio.channels,
+            cfg.audio.period_ms,
+            timeout,
+            clock,
+        ))),
+        ("replay", Some(c)) => Some(Box::new(AudioReplay::new(
+            &c.audio,
+            cfg.audio.period_ms,
+            pacer(cfg.replay.realtime),
+        )?)),
+        ("synthetic", _) => Some(Box::new(SyntheticAudio::new(
+            syn.tone_hz,
+            syn.burst_every_s,
+            syn.duration_s,
+            cfg.audio.period_ms,
+            pacer(syn.realtime),
+        ))),
+        _ => None,
+    };
+    let mut video_fps = Some(cfg.video.fps as f64);
+    let video: Option<Box<dyn Source>> = match (cfg.video.source.as_str(), &clip) {
+        ("v4l2", _) => Some(Box::new(CameraSource::new(
+            V4l2Device::new(&cfg.video.device),
+            CameraRequest {
+                width: cfg.video.width,
+                height: cfg.video.height,
+                fps: cfg.video.fps,
+                format: match cfg.video.format.as_str() {
+                    "mjpeg" => Some(PixelFormat::Mjpeg),
+                    "yuyv" => Some(PixelFormat::Yuyv),
+                    _ => None,
+                },
+            },
+            timeout,
+            clock,
+        ))),
+        ("replay", Some(c)) => {
+            let v = VideoReplay::new(&c.video, c.fps, pacer(cfg.replay.realtime))?;
+            video_fps = Some(v.fps());
+            Some(Box::new(v))
+        }
+        ("synthetic", _) => Some(Box::new(SyntheticVideo::new(
+            syn.width,
+            syn.height,
+            cfg.video.fps,
+            syn.duration_s,
+            pacer(syn.realtime),
+        ))),
+        _ => None,
+    };
+    check_model(cfg, &meta, video_fps)?;
+
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if cfg.sink.stdout {
+        sinks.push(Box::new(StdoutSink::new(cfg.sink.stdout_scores)));
+    }
+    if sinks.is_empty() {
+        anyhow::bail!(
+            "invalid setting `sink.stdout`: false leaves no sink, so events would go nowhere"
+        );
+    }
+    Ok(Pipeline {
+        clock,
+        audio,
+        video,
+        detector,
+        sinks,
+        spec: WindowSpec::from_config(&cfg.window, meta.tokenizer.video.num_frames, realtime),
+        queue: cfg.window.queue,
+        overflow: if realtime {
+            Overflow::DropOldest
+        } else {
+            Overflow::Wait
+        },
+        events: cfg.events.clone(),
+        backoff: Backoff::new(
+            Duration::from_secs_f64(cfg.recovery.backoff_initial_s),
+            Duration::from_secs_f64(cfg.recovery.backoff_max_s),
+        ),
+    })
+}
+
+async fn deliver(sinks: &mut [Box<dyn Sink>], events: &[mbt_core::event::Event], stats: &Stats) {
+    for e in events {
+        Stats::inc(&stats.events);
+        for s in sinks.iter_mut() {
+            if let Err(err) = s.deliver(e).await {
+                Stats::inc(&stats.sink_errors);
+                tracing::warn!("{err}");
+            }
+        }
+    }
+}
+
+type SourceRx = Option<mpsc::Receiver<SourceMsg>>;
+
+fn spawn_source(
+    src: Option<Box<dyn Source>>,
+    stats: &Arc<Stats>,
+    stop: &Arc<AtomicBool>,
+    backoff: &Backoff,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> SourceRx {
+    let src = src?;
+    let (tx, rx) = mpsc::channel(32);
+    let (stats, stop, backoff) = (stats.clone(), stop.clone(), backoff.clone());
+    tasks.push(tokio::task::spawn_blocking(move || {
+        supervise(src, tx, stats, stop, backoff)
+    }));
+    Some(rx)
+}
+
+async fn recv(rx: &mut SourceRx) -> Option<SourceMsg> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs until every source has ended or `shutdown` turns true; returns the counters.
+pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<RunReport> {
+    let started = std::time::Instant::now();
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let backend_name = p.detector.backend_name();
+    let meta = p.detector.metadata().clone();
+    let (has_audio, has_video) = (p.audio.is_some(), p.video.is_some());
+    let mut source_tasks = Vec::new();
+    let mut audio_rx = spawn_source(p.audio, &stats, &stop, &p.backoff, &mut source_tasks);
+    let mut video_rx = spawn_source(p.video, &stats, &stop, &p.backoff, &mut source_tasks);
+
+    let queue: Arc<WindowQueue<Window>> = Arc::new(WindowQueue::new(p.queue, p.overflow));
+    let (scored_tx, mut scored_rx) = mpsc::channel::<Scored>(16);
+
+    // Inference on its own thread: the one place that burns CPU for long.
+    let inference = {
+        let (queue, stats) = (queue.clone(), stats.clone());
+        let mut detector = p.detector;
+        std::thread::Builder::new()
+            .name("mbtd-inference".into())
+            .spawn(move || {
+                let max = detector.max_batch();
+                while let Some(batch) = queue.pop_batch(max) {
+                    let n = batch.len();
+                    match detector.run(batch, &stats) {
+                        Ok(scored) => {
+                            for s in scored {
+                                if scored_tx.blocking_send(s).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            Stats::add(&stats.windows_failed, n as u64);
+                            tracing::error!("inference failed on {n} window(s): {e}");
+                        }
+                    }
+                }
+            })
+            .context("cannot start the inference thread")?
+    };
+
+    // Events: tracker + sinks, on the runtime (sinks are async I/O).
+    let events_task = {
+        let stats = stats.clone();
+        let labels = meta.labels.clone();
+        let mut tracker = EventTracker::new(&p.events, &meta.labels, &meta.model_version, p.clock);
+        let mut sinks = p.sinks;
+        tokio::spawn(async move {
+            while let Some(s) = scored_rx.recv().await {
+                let ws = WindowScores::new(&s, &labels);
+                for sink in sinks.iter_mut() {
+                    if let Err(err) = sink.scores(&ws).await {
+                        Stats::inc(&stats.sink_errors);
+                        tracing::warn!("{err}");
+                    }
+                }
+                deliver(&mut sinks, &tracker.observe(&s), &stats).await;
+            }
+            deliver(&mut sinks, &tracker.finish(), &stats).await;
+            for s in sinks.iter_mut() {
+                if let Err(err) = s.flush().await {
+                    Stats::inc(&stats.sink_errors);
+                    tracing::warn!("{err}");
+                }
+            }
+        })
+    };
+
+    // The windower, here: merges the streams on the clock and feeds the queue.
+    let live = p.spec.stall_us.is_some();
+    let mut windower = Windower::new(p.spec, has_audio, has_video, stats.clone());
+    let mut log_every = tokio::time::interval(Duration::from_secs(60));
+    log_every.tick().await;
+    let mut interrupted = *shutdown.borrow();
+    let mut shutdown_open = true;
+    while !interrupted && (audio_rx.is_some() || video_rx.is_some()) {
+        let read_audio = audio_rx.is_some() && (live || windower.may_read(Modality::Audio));
+        let read_video = video_rx.is_some() && (live || windower.may_read(Modality::Video));
+        let msg = tokio::select! {
+            biased;
+            changed = shutdown.changed(), if shutdown_open => {
+                match changed {
+                    Ok(()) => interrupted = *shutdown.borrow(),
+                    // Nobody can ask for shutdown any more: run until the sources end.
+                    Err(_) => shutdown_open = false,
+                }
+                continue;
+            }
+            m = recv(&mut audio_rx), if read_audio => (Modality::Audio, m),
+            m = recv(&mut video_rx), if read_video => (Modality::Video, m),
+            _ = log_every.tick(), if live => {
+                tracing::info!("{}", serde_json::to_string(&stats.snapshot()).unwrap_or_default());
+                continue;
+            }
+        };
+        let windows = match msg {
+            (_, Some(m)) => windower.push(m),
+            (Modality::Audio, None) => {
+                audio_rx = None;
+                windower.push(SourceMsg::Ended(Modality::Audio))
+            }
+            (Modality::Video, None) => {
+                video_rx = None;
+                windower.push(SourceMsg::Ended(Modality::Video))
+            }
+        };
+        for w in windows {
+            let dropped = queue.push(w).await;
+            if dropped > 0 {
+                Stats::add(&stats.windows_dropped, dropped as u64);
+                tracing::debug!("inference is behind: dropped the oldest window");
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    // Dropping the receivers unblocks sources waiting to send.
+    drop(audio_rx);
+    drop(video_rx);
+    if interrupted {
+        tracing::info!("shutting down: finishing queued windows, ending open events");
+    } else {
+        for w in windower.finish() {
+            let dropped = queue.push(w).await;
+            Stats::add(&stats.windows_dropped, dropped as u64);
+        }
+    }
+    queue.close();
+    let joined = tokio::task::spawn_blocking(move || inference.join()).await;
+    if !matches!(joined, Ok(Ok(()))) {
+        tracing::error!("the inference thread panicked");
+    }
+    if events_task.await.is_err() {
+        tracing::error!("the events task panicked");
+    }
+    for t in source_tasks {
+        // A source blocked in a device read returns within its read timeout.
+        if tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a source did not stop within 5 s");
+        }
+    }
+    Ok(RunReport {
+        backend: backend_name,
+        model_version: meta.model_version,
+        seconds: started.elapsed().as_secs_f64(),
+        stats: stats.snapshot(),
+    })
+}
+
+/// Seconds to microseconds, for tests that build a [`WindowSpec`] by hand.
+pub fn us(s: f64) -> crate::clock::Micros {
+    secs_to_us(s)
+}

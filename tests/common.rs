@@ -1,0 +1,101 @@
+//! Shared by the test modules: a random-init export of the default edge model (built once per
+//! test run, in the test itself, so no model file has to be checked in), clip writers, and a
+//! runner for the `mbtd` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use burn::prelude::*;
+
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A fresh directory under the system temp dir, unique to this process and `name`.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mbtd-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// `configs/edge.toml` with random weights (seed 1), exported to ONNX: the model bytes.
+pub fn random_model_bytes() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| {
+        let path = Path::new(ROOT).join("configs/edge.toml");
+        let text = std::fs::read_to_string(&path).expect("configs/edge.toml");
+        let cfg = mbt_model::ModelConfig::from_toml(&text, "configs/edge.toml", &[])
+            .expect("edge config");
+        let device = Device::flex();
+        device.seed(1);
+        let model = mbt_model::Mbt::new(&cfg, &device);
+        mbt_model::export::export(
+            &model,
+            &cfg,
+            &mbt_model::export::ExportOptions {
+                model_version: "edge-random-test".into(),
+                training_data_hash: "none (random init)".into(),
+                int8: None,
+            },
+        )
+        .expect("export")
+    })
+}
+
+/// The random model written to a file (once per test run).
+pub fn random_model() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let p = temp_dir("model").join("edge-random.onnx");
+        std::fs::write(&p, random_model_bytes()).expect("write model");
+        p
+    })
+}
+
+/// Writes a data set style clip `DIR/NAME.wav` + `DIR/NAME.y4m`: `audio_s` seconds of a
+/// 16 kHz tone and `frames` 32x24 frames at `fps`. Returns the clip path without extension.
+pub fn write_clip(dir: &Path, name: &str, audio_s: f64, frames: usize, fps: u32) -> PathBuf {
+    let stem = dir.join(name);
+    let n = (audio_s * 16_000.0).round() as usize;
+    let samples: Vec<f32> = (0..n)
+        .map(|i| 0.3 * (i as f32 * 440.0 * std::f32::consts::TAU / 16_000.0).sin())
+        .collect();
+    mbt_media::wav::write_mono_i16(&stem.with_extension("wav"), 16_000, &samples).expect("wav");
+    let frames: Vec<mbt_media::RgbFrame> = (0..frames)
+        .map(|i| mbt_media::RgbFrame {
+            width: 32,
+            height: 24,
+            data: (0..32 * 24 * 3)
+                .map(|p| ((p + 7 * i) % 256) as u8)
+                .collect(),
+        })
+        .collect();
+    std::fs::write(
+        stem.with_extension("y4m"),
+        mbt_media::y4m::encode(&frames, fps),
+    )
+    .expect("y4m");
+    stem
+}
+
+pub fn mbtd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mbtd"))
+        .args(args)
+        .current_dir(ROOT)
+        .env_remove("MBTD_CONFIG")
+        .output()
+        .expect("mbtd runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The events `mbtd` printed (one JSON object per stdout line).
+pub fn events(stdout: &[u8]) -> Vec<mbt_core::event::Event> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not an event: {l}: {e}")))
+        .collect()
+}
