@@ -1,0 +1,786 @@
+//! The configuration sections this crate reads: `[mqtt]`, `[postcard]`, `[gpio]`, `[spool]`,
+//! `[metrics]`, `[evidence]`.
+//!
+//! Every section has documented defaults (so `mbtd --print-config` shows what runs) and
+//! rejects unknown keys: a typo must not silently fall back to a default. [`PublishConfig::
+//! validate`] checks what can be checked before anything starts (URLs, addresses, that TLS
+//! files exist and are readable) and names the field in every error, so a bad setting stops
+//! the daemon at start with a message saying what to fix, not an hour later on a broker error.
+//!
+//! Where state lives: `spool.dir` and `evidence.dir` default to `<state>/spool` and
+//! `<state>/evidence`, where `<state>` is `$STATE_DIRECTORY` (set by systemd's
+//! `StateDirectory=mbtd`: `/var/lib/mbtd`), else `$XDG_STATE_HOME/mbtd`, else
+//! `~/.local/state/mbtd`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spool::{Fsync, SpoolOptions, WhenFull, MIN_SPOOL_BYTES};
+
+/// A setting that cannot work, and which one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}`: {reason}")]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn bad<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError {
+        field: field.into(),
+        reason: reason.into(),
+    })
+}
+
+/// All publishing sections together (the daemon embeds them as top-level tables of its own
+/// config; `mbt-publish --config` reads exactly this).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConfig {
+    pub mqtt: MqttConfig,
+    pub postcard: PostcardConfig,
+    pub gpio: GpioConfig,
+    pub spool: SpoolConfig,
+    pub metrics: MetricsConfig,
+    pub evidence: EvidenceConfig,
+}
+
+impl PublishConfig {
+    /// Parses TOML text; errors name the key (serde's message) and the source.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.mqtt.validate()?;
+        self.postcard.validate()?;
+        self.gpio.validate()?;
+        self.spool.validate()?;
+        self.metrics.validate()?;
+        self.evidence.validate()
+    }
+}
+
+/// `$STATE_DIRECTORY` (systemd), else `$XDG_STATE_HOME/mbtd`, else `~/.local/state/mbtd`, else
+/// `./mbtd-state`.
+pub fn state_dir() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = env("STATE_DIRECTORY") {
+        // systemd passes a colon-separated list when several are configured; take the first.
+        let s = d.to_string_lossy().into_owned();
+        return PathBuf::from(s.split(':').next().unwrap_or(&s));
+    }
+    if let Some(d) = env("XDG_STATE_HOME") {
+        return d.join("mbtd");
+    }
+    if let Some(h) = env("HOME") {
+        return h.join(".local/state/mbtd");
+    }
+    PathBuf::from("mbtd-state")
+}
+
+// ---------------------------------------------------------------------------------------- mqtt
+
+/// `[mqtt]`: publish events to an MQTT broker (Frigate-style topics, Home Assistant discovery).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Off unless turned on.
+    pub enabled: bool,
+    /// `mqtt://host[:port]` (default port 1883) or `mqtts://host[:port]` (TLS, default 8883).
+    pub url: String,
+    /// The MQTT client id; empty: `mbtd-<device>`.
+    pub client_id: String,
+    /// This device's name: a topic level and part of Home Assistant's unique ids
+    /// (letters, digits, `_`, `-`).
+    pub device: String,
+    /// Topics are `<topic_prefix>/<device>/...`.
+    pub topic_prefix: String,
+    /// Publish Home Assistant discovery messages (retained) on connect and when Home Assistant
+    /// announces itself on `<discovery_prefix>/status`.
+    pub discovery: bool,
+    pub discovery_prefix: String,
+    pub username: Option<String>,
+    /// The password, or better `password_file` (readable by the daemon only).
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// CA certificate(s), PEM: required for `mqtts://` (e.g.
+    /// `/etc/ssl/certs/ca-certificates.crt` for a publicly signed broker).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for brokers that authenticate clients by certificate.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// MQTT keep-alive: how soon a silently dead link is noticed.
+    pub keep_alive_s: u64,
+    /// Give up a connection attempt after this long.
+    pub connect_timeout_s: u64,
+    /// Events published and awaiting their PUBACK at once.
+    pub max_inflight: usize,
+    /// Reconnect delays: doubling from the first to the second.
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// Publish the event's key frame (from `[evidence]`) on `<prefix>/<device>/<label>/snapshot`.
+    pub snapshots: bool,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            enabled: false,
+            url: "mqtt://127.0.0.1:1883".into(),
+            client_id: String::new(),
+            device: "mbtd".into(),
+            topic_prefix: "mbt".into(),
+            discovery: true,
+            discovery_prefix: "homeassistant".into(),
+            username: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            keep_alive_s: 30,
+            connect_timeout_s: 5,
+            max_inflight: 32,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 30_000,
+            snapshots: true,
+        }
+    }
+}
+
+/// A parsed broker URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Parses `mqtt://host[:port]` / `mqtts://host[:port]` (also `tcp://`, `ssl://`; IPv6 hosts in
+/// brackets). No path, query or credentials in the URL: those have their own fields.
+pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("`{url}` is not a URL like mqtt://host:1883"))?;
+    let tls = match scheme.to_ascii_lowercase().as_str() {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        other => return Err(format!("scheme `{other}` is not mqtt:// or mqtts://")),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '?', '#', '@']) {
+        return Err(format!(
+            "`{url}`: only host and port belong in the URL (credentials go in mqtt.username / mqtt.password)"
+        ));
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("`{url}`: unclosed `[` in the host"))?;
+        match after {
+            "" => (h, None),
+            p => (
+                h,
+                Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("`{url}`: expected `:port` after `]`"))?,
+                ),
+            ),
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    let port = match port {
+        None => {
+            if tls {
+                8883
+            } else {
+                1883
+            }
+        }
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) | Err(_) => return Err(format!("`{p}` is not a port number (1-65535)")),
+            Ok(n) => n,
+        },
+    };
+    Ok(BrokerUrl {
+        tls,
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// A topic level we build from configuration: no wildcards, no separators, no NUL.
+fn check_topic_level(field: &str, v: &str, allow_slash: bool) -> Result<(), ConfigError> {
+    if v.is_empty() {
+        return bad(field, "must not be empty");
+    }
+    if v.contains(['+', '#', '\0']) || (!allow_slash && v.contains('/')) {
+        return bad(
+            field,
+            format!(
+                "`{v}` must not contain `+`, `#`{}",
+                if allow_slash { "" } else { " or `/`" }
+            ),
+        );
+    }
+    if v.starts_with('/') || v.ends_with('/') {
+        return bad(field, format!("`{v}` must not start or end with `/`"));
+    }
+    Ok(())
+}
+
+/// A file that must exist and be readable at start.
+fn check_file(field: &str, p: &Path) -> Result<(), ConfigError> {
+    match std::fs::File::open(p) {
+        Ok(f) => match f.metadata() {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => bad(field, format!("{} is not a regular file", p.display())),
+            Err(e) => bad(field, format!("{}: {e}", p.display())),
+        },
+        Err(e) => bad(field, format!("{}: {e}", p.display())),
+    }
+}
+
+impl MqttConfig {
+    pub fn broker(&self) -> Result<BrokerUrl, ConfigError> {
+        parse_broker_url(&self.url).or_else(|r| bad("mqtt.url", r))
+    }
+
+    pub fn client_id(&self) -> String {
+        if self.client_id.is_empty() {
+            format!("mbtd-{}", self.device)
+        } else {
+            self.client_id.clone()
+        }
+    }
+
+    /// The password from `password` or `password_file` (trailing newline removed).
+    pub fn password(&self) -> Result<Option<String>, ConfigError> {
+        match (&self.password, &self.password_file) {
+            (Some(p), None) => Ok(Some(p.clone())),
+            (None, Some(f)) => match std::fs::read_to_string(f) {
+                Ok(s) => Ok(Some(s.trim_end_matches(['\n', '\r']).to_string())),
+                Err(e) => bad("mqtt.password_file", format!("{}: {e}", f.display())),
+            },
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => bad(
+                "mqtt.password_file",
+                "set either mqtt.password or mqtt.password_file, not both",
+            ),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // Checked even when disabled, so a prepared config does not hide a typo until the day
+        // it is turned on.
+        let broker = self.broker()?;
+        if !self
+            .device
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            || self.device.is_empty()
+        {
+            return bad(
+                "mqtt.device",
+                format!("`{}`: use letters, digits, `_` and `-` only", self.device),
+            );
+        }
+        check_topic_level("mqtt.topic_prefix", &self.topic_prefix, true)?;
+        check_topic_level("mqtt.discovery_prefix", &self.discovery_prefix, true)?;
+        if self.client_id.len() > 128 || self.client_id.contains('\0') {
+            return bad("mqtt.client_id", "at most 128 characters, no NUL");
+        }
+        if (self.password.is_some() || self.password_file.is_some()) && self.username.is_none() {
+            return bad(
+                "mqtt.username",
+                "a password is set but no username (MQTT 3.1.1 sends no password without one)",
+            );
+        }
+        if self.password.is_some() && self.password_file.is_some() {
+            return bad(
+                "mqtt.password_file",
+                "set either mqtt.password or mqtt.password_file, not both",
+            );
+        }
+        if self.keep_alive_s == 0 || self.keep_alive_s > 65_535 {
+            return bad("mqtt.keep_alive_s", "must be 1..=65535 seconds");
+        }
+        if self.connect_timeout_s == 0 {
+            return bad("mqtt.connect_timeout_s", "must be at least 1");
+        }
+        if self.max_inflight == 0 || self.max_inflight > 1000 {
+            return bad("mqtt.max_inflight", "must be 1..=1000");
+        }
+        if self.reconnect_min_ms == 0 {
+            return bad("mqtt.reconnect_min_ms", "must be at least 1");
+        }
+        if self.reconnect_max_ms < self.reconnect_min_ms {
+            return bad(
+                "mqtt.reconnect_max_ms",
+                "must not be smaller than mqtt.reconnect_min_ms",
+            );
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            let f = if self.client_cert.is_some() {
+                "mqtt.client_key"
+            } else {
+                "mqtt.client_cert"
+            };
+            return bad(f, "mqtt.client_cert and mqtt.client_key go together");
+        }
+        if !broker.tls {
+            for (f, v) in [
+                ("mqtt.ca_file", &self.ca_file),
+                ("mqtt.client_cert", &self.client_cert),
+                ("mqtt.client_key", &self.client_key),
+            ] {
+                if v.is_some() {
+                    return bad(
+                        f,
+                        format!("is set but mqtt.url `{}` is not mqtts://", self.url),
+                    );
+                }
+            }
+        }
+        if !self.enabled {
+            return Ok(());
+        }
+        // Files are checked only when MQTT is on: they may not exist on a machine that only
+        // prints the config.
+        if broker.tls {
+            if !cfg!(feature = "tls") {
+                return bad(
+                    "mqtt.url",
+                    "mqtts:// needs TLS support, which this build lacks (cargo feature `tls` of mbt-publish)",
+                );
+            }
+            match &self.ca_file {
+                None => {
+                    return bad(
+                        "mqtt.ca_file",
+                        "required for mqtts:// (for a publicly signed broker: /etc/ssl/certs/ca-certificates.crt)",
+                    )
+                }
+                Some(p) => check_file("mqtt.ca_file", p)?,
+            }
+            if let Some(p) = &self.client_cert {
+                check_file("mqtt.client_cert", p)?;
+            }
+            if let Some(p) = &self.client_key {
+                check_file("mqtt.client_key", p)?;
+            }
+        }
+        if let Some(p) = &self.password_file {
+            check_file("mqtt.password_file", p)?;
+        }
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------------------------ postcard
+
+/// `[postcard]`: the event as postcard in COBS frames (see `frame`), to a local listener such
+/// as `mbt events listen`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostcardConfig {
+    /// Connect to this Unix stream socket and write frames (spooled; reconnects).
+    pub unix: Option<PathBuf>,
+    /// Send one datagram per frame to this address (best effort: UDP has no delivery
+    /// confirmation, so nothing is spooled).
+    pub udp: Option<String>,
+}
+
+impl PostcardConfig {
+    pub fn udp_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        match &self.udp {
+            None => Ok(None),
+            Some(a) => a.parse::<SocketAddr>().map(Some).or_else(|e| {
+                bad(
+                    "postcard.udp",
+                    format!("`{a}` is not an address like 127.0.0.1:5555 ({e})"),
+                )
+            }),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.udp_addr()?;
+        if let Some(p) = &self.unix {
+            if p.as_os_str().is_empty() {
+                return bad("postcard.unix", "empty path");
+            }
+            // sockaddr_un holds 108 bytes including the NUL.
+            if p.as_os_str().len() > 107 {
+                return bad(
+                    "postcard.unix",
+                    format!(
+                        "{} is longer than a Unix socket path may be (107 bytes)",
+                        p.display()
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------- gpio
+
+/// `[gpio]`: drive pins per label (Raspberry Pi, through rppal).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpioConfig {
+    /// One entry per label to signal: `[[gpio.pins]]`. None: GPIO off.
+    pub pins: Vec<GpioPinConfig>,
+}
+
+/// How a pin follows its label's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PinMode {
+    /// High for `pulse_ms` after each `new` event (a later one restarts the pulse).
+    #[default]
+    Pulse,
+    /// High from `new` until `end`.
+    Follow,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpioPinConfig {
+    /// The event label (as the model names it).
+    pub label: String,
+    /// BCM GPIO number (0-27 on the 40-pin header).
+    pub pin: u8,
+    pub mode: PinMode,
+    pub pulse_ms: u64,
+    /// Drive low for "on" (relay boards that switch on low).
+    pub active_low: bool,
+}
+
+impl Default for GpioPinConfig {
+    fn default() -> Self {
+        GpioPinConfig {
+            label: String::new(),
+            pin: 17,
+            mode: PinMode::Pulse,
+            pulse_ms: 1000,
+            active_low: false,
+        }
+    }
+}
+
+impl GpioConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (i, p) in self.pins.iter().enumerate() {
+            let f = |k: &str| format!("gpio.pins[{i}].{k}");
+            if p.label.is_empty() {
+                return bad(f("label"), "must name a label");
+            }
+            if p.pin > 53 {
+                return bad(f("pin"), format!("BCM {} does not exist (0-53)", p.pin));
+            }
+            if p.mode == PinMode::Pulse && !(1..=3_600_000).contains(&p.pulse_ms) {
+                return bad(f("pulse_ms"), "must be 1..=3600000");
+            }
+            if let Some(j) = self.pins[..i].iter().position(|q| q.pin == p.pin) {
+                return bad(
+                    f("pin"),
+                    format!("BCM {} is already used by gpio.pins[{j}]", p.pin),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+// --------------------------------------------------------------------------------------- spool
+
+/// `[spool]`: the on-disk journal of undelivered events (see `spool`); one per spooled sink,
+/// in `<dir>/<sink>`, each bounded by `max_bytes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Default `<state>/spool` (see the module docs).
+    pub dir: Option<PathBuf>,
+    /// Disk use per sink; past it `when_full` applies.
+    pub max_bytes: u64,
+    /// Segment file size: the unit in which delivered (or dropped) data is deleted.
+    pub segment_bytes: u64,
+    /// `drop_oldest` or `refuse_newest`.
+    pub when_full: WhenFull,
+    /// `always` (each event durable before it is accepted) or `never`.
+    pub fsync: Fsync,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: None,
+            max_bytes: 64 << 20,
+            segment_bytes: 1 << 20,
+            when_full: WhenFull::DropOldest,
+            fsync: Fsync::Always,
+        }
+    }
+}
+
+impl SpoolConfig {
+    pub fn dir(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| state_dir().join("spool"))
+    }
+
+    /// The options of one sink's spool.
+    pub fn options_for(&self, sink: &str) -> SpoolOptions {
+        SpoolOptions {
+            dir: self.dir().join(sink),
+            max_bytes: self.max_bytes,
+            segment_bytes: self.segment_bytes,
+            when_full: self.when_full,
+            fsync: self.fsync,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_bytes < MIN_SPOOL_BYTES {
+            return bad(
+                "spool.max_bytes",
+                format!(
+                    "{} is below the minimum of {MIN_SPOOL_BYTES}",
+                    self.max_bytes
+                ),
+            );
+        }
+        if self.segment_bytes == 0 || self.segment_bytes > self.max_bytes / 2 {
+            return bad(
+                "spool.segment_bytes",
+                format!(
+                    "{} must be between 1 and half of spool.max_bytes ({})",
+                    self.segment_bytes,
+                    self.max_bytes / 2
+                ),
+            );
+        }
+        if self.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return bad("spool.dir", "empty path (leave it out for the default)");
+        }
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------------------------- metrics
+
+/// `[metrics]`: Prometheus text format on `http://<listen>/metrics`. Off by default; keep it on
+/// the loopback interface (it has no authentication) and let a local agent scrape it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: false,
+            listen: "127.0.0.1:9898".into(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    pub fn addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse::<SocketAddr>().or_else(|e| {
+            bad(
+                "metrics.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:9898 ({e})",
+                    self.listen
+                ),
+            )
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.addr().map(|_| ())
+    }
+}
+
+// ------------------------------------------------------------------------------------ evidence
+
+/// `[evidence]`: per event, the key frame as JPEG and the window's audio as WAV, named by the
+/// event id, in a directory bounded by `max_bytes` (oldest files deleted first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceConfig {
+    pub enabled: bool,
+    /// Default `<state>/evidence`.
+    pub dir: Option<PathBuf>,
+    pub max_bytes: u64,
+    pub jpeg_quality: u8,
+    pub frame: bool,
+    pub audio: bool,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig {
+            enabled: true,
+            dir: None,
+            max_bytes: 256 << 20,
+            jpeg_quality: 85,
+            frame: true,
+            audio: true,
+        }
+    }
+}
+
+impl EvidenceConfig {
+    pub fn dir(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| state_dir().join("evidence"))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=100).contains(&self.jpeg_quality) {
+            return bad("evidence.jpeg_quality", "must be 1..=100");
+        }
+        if self.max_bytes < 64 * 1024 {
+            return bad("evidence.max_bytes", "must be at least 65536");
+        }
+        if self.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return bad("evidence.dir", "empty path (leave it out for the default)");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(toml: &str) -> ConfigError {
+        let c = PublishConfig::from_toml(toml).unwrap();
+        c.validate().unwrap_err()
+    }
+
+    #[test]
+    fn defaults_validate_and_round_trip_through_toml() {
+        let c = PublishConfig::default();
+        c.validate().unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(PublishConfig::from_toml(&text).unwrap(), c);
+        assert!(!c.mqtt.enabled && !c.metrics.enabled && c.evidence.enabled);
+    }
+
+    #[test]
+    fn broker_urls() {
+        let u = parse_broker_url("mqtt://broker.lan").unwrap();
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port),
+            (false, "broker.lan", 1883)
+        );
+        let u = parse_broker_url("mqtts://10.0.0.2:9000/").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "10.0.0.2", 9000));
+        let u = parse_broker_url("ssl://[::1]").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "::1", 8883));
+        assert_eq!(parse_broker_url("tcp://[::1]:1884").unwrap().port, 1884);
+        for bad in [
+            "broker:1883",
+            "http://x",
+            "mqtt://",
+            "mqtt://h:0",
+            "mqtt://h:99999",
+            "mqtt://h:x",
+            "mqtt://u:p@h",
+            "mqtt://h/topic",
+            "mqtt://[::1",
+        ] {
+            assert!(parse_broker_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("[mqtt]\nurl = \"htp://x\"", "mqtt.url"),
+            ("[mqtt]\ndevice = \"a/b\"", "mqtt.device"),
+            ("[mqtt]\ntopic_prefix = \"a/#\"", "mqtt.topic_prefix"),
+            ("[mqtt]\npassword = \"p\"", "mqtt.username"),
+            ("[mqtt]\nca_file = \"/x\"", "mqtt.ca_file"),
+            (
+                "[mqtt]\nclient_cert = \"/x\"\nurl = \"mqtts://h\"",
+                "mqtt.client_key",
+            ),
+            ("[mqtt]\nmax_inflight = 0", "mqtt.max_inflight"),
+            (
+                "[mqtt]\nreconnect_min_ms = 5\nreconnect_max_ms = 1",
+                "mqtt.reconnect_max_ms",
+            ),
+            ("[postcard]\nudp = \"localhost\"", "postcard.udp"),
+            ("[[gpio.pins]]\nlabel = \"a\"\npin = 60", "gpio.pins[0].pin"),
+            (
+                "[[gpio.pins]]\nlabel = \"a\"\n[[gpio.pins]]\nlabel = \"b\"",
+                "gpio.pins[1].pin",
+            ),
+            ("[[gpio.pins]]\npin = 4", "gpio.pins[0].label"),
+            ("[spool]\nsegment_bytes = 0", "spool.segment_bytes"),
+            ("[spool]\nmax_bytes = 5", "spool.max_bytes"),
+            ("[metrics]\nlisten = \"localhost\"", "metrics.listen"),
+            ("[evidence]\njpeg_quality = 0", "evidence.jpeg_quality"),
+        ];
+        for (toml, field) in cases {
+            let e = err(toml);
+            assert_eq!(e.field, field, "{toml}: {e}");
+            assert!(e.to_string().contains(field));
+        }
+    }
+
+    #[test]
+    fn missing_tls_files_are_named_when_enabled() {
+        let e = err("[mqtt]\nenabled = true\nurl = \"mqtts://h\"");
+        assert_eq!(e.field, "mqtt.ca_file");
+        if cfg!(feature = "tls") {
+            let e = err(
+                "[mqtt]\nenabled = true\nurl = \"mqtts://h\"\nca_file = \"/nonexistent/ca.pem\"",
+            );
+            assert_eq!(e.field, "mqtt.ca_file");
+            assert!(e.reason.contains("/nonexistent/ca.pem"), "{e}");
+        }
+        let e =
+            err("[mqtt]\nenabled = true\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"");
+        assert_eq!(e.field, "mqtt.password_file");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        for t in [
+            "[mqtt]\nurll = \"x\"",
+            "[spool]\nwhen_full = \"drop_all\"",
+            "[spool]\nfsync = \"sometimes\"",
+            "[gpio]\npin = 3",
+            "[nope]",
+        ] {
+            let e = PublishConfig::from_toml(t).unwrap_err().to_string();
+            assert!(!e.is_empty(), "{t}");
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! Evidence per event: the window's key frame as JPEG and its audio as WAV, in one directory,
+//! named by the event id (`<id>.jpg`, `<id>.wav`), so a user (or Home Assistant through the
+//! MQTT snapshot) can see and hear what the detector saw.
+//!
+//! Bounded: after each save the oldest files (by modification time, then name) are deleted
+//! until the directory holds at most `max_bytes` of evidence; the files just written are never
+//! the ones deleted. Files are written under a temporary name and renamed, so a reader (the
+//! MQTT snapshot publisher) never sees half a JPEG. Only files this module names (`*.jpg`,
+//! `*.wav` with a safe id) are counted or deleted: nothing else in the directory is touched.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use crate::config::EvidenceConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("evidence {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("evidence: event id `{0}` cannot name a file (use letters, digits, `.`, `_`, `-`)")]
+    BadId(String),
+    #[error("evidence: frame {width}x{height} needs {want} RGB bytes, got {got}")]
+    BadFrame {
+        width: usize,
+        height: usize,
+        want: usize,
+        got: usize,
+    },
+    #[error("evidence {}: encoding: {reason}", path.display())]
+    Encode { path: PathBuf, reason: String },
+}
+
+/// An RGB8 frame, rows top to bottom, `width * height * 3` bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameRef<'a> {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: &'a [u8],
+}
+
+/// Mono audio samples in [-1, 1] at `rate` Hz.
+#[derive(Debug, Clone, Copy)]
+pub struct AudioRef<'a> {
+    pub rate: u32,
+    pub samples: &'a [f32],
+}
+
+/// What one save produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Saved {
+    pub jpeg: Option<PathBuf>,
+    pub wav: Option<PathBuf>,
+    /// Older files deleted to stay within the budget.
+    pub removed: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Item {
+    mtime: SystemTime,
+    name: String,
+    bytes: u64,
+}
+
+/// The evidence directory.
+#[derive(Debug)]
+pub struct EvidenceStore {
+    dir: PathBuf,
+    max_bytes: u64,
+    quality: u8,
+    frame: bool,
+    audio: bool,
+    index: Mutex<(BTreeSet<Item>, u64)>,
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> EvidenceError {
+    EvidenceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Whether `id` can be a file name as is.
+pub fn safe_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn ours(name: &str) -> bool {
+    name.strip_suffix(".jpg")
+        .or_else(|| name.strip_suffix(".wav"))
+        .is_some_and(safe_id)
+}
+
+impl EvidenceStore {
+    /// Opens (creating) the directory from the config and indexes what is already there.
+    pub fn open(cfg: &EvidenceConfig) -> Result<Self, EvidenceError> {
+        let dir = cfg.dir();
+        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        let mut items = BTreeSet::new();
+        let mut total = 0;
+        for entry in fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
+            let entry = entry.map_err(|e| io_err(&dir, e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !ours(&name) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            total += meta.len();
+            items.insert(Item {
+                mtime,
+                name,
+                bytes: meta.len(),
+            });
+        }
+        let store = EvidenceStore {
+            dir,
+            max_bytes: cfg.max_bytes,
+            quality: cfg.jpeg_quality.clamp(1, 100),
+            frame: cfg.frame,
+            audio: cfg.audio,
+            index: Mutex::new((items, total)),
+        };
+        store.enforce(&[])?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the JPEG of event `id` is (or would be).
+    pub fn jpeg_path(&self, id: &str) -> PathBuf {
+        jpeg_path(&self.dir, id)
+    }
+
+    pub fn wav_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.wav"))
+    }
+
+    /// Bytes of evidence on disk now.
+    pub fn bytes(&self) -> u64 {
+        self.index.lock().map(|g| g.1).unwrap_or(0)
+    }
+
+    /// Writes the key frame and the audio of event `id` (either may be absent; a repeated save
+    /// for the same id replaces its files), then trims the directory to the budget.
+    pub fn save(
+        &self,
+        id: &str,
+        frame: Option<FrameRef<'_>>,
+        audio: Option<AudioRef<'_>>,
+    ) -> Result<Saved, EvidenceError> {
+        if !safe_id(id) {
+            return Err(EvidenceError::BadId(id.to_string()));
+        }
+        let mut saved = Saved::default();
+        let mut keep = Vec::new();
+        if let (Some(f), true) = (frame, self.frame) {
+            let path = self.jpeg_path(id);
+            self.write_atomic(&path, |tmp| write_jpeg(tmp, f, self.quality))?;
+            keep.push(format!("{id}.jpg"));
+            saved.jpeg = Some(path);
+        }
+        if let (Some(a), true) = (audio, self.audio) {
+            let path = self.wav_path(id);
+            self.write_atomic(&path, |tmp| write_wav(tmp, a))?;
+            keep.push(format!("{id}.wav"));
+            saved.wav = Some(path);
+        }
+        saved.removed = self.enforce(&keep)?;
+        Ok(saved)
+    }
+
+    fn write_atomic(
+        &self,
+        path: &Path,
+        write: impl FnOnce(&Path) -> Result<(), EvidenceError>,
+    ) -> Result<(), EvidenceError> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("evidence")
+            .to_string();
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        if let Err(e) = write(&tmp) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+        let meta = fs::metadata(path).map_err(|e| io_err(path, e))?;
+        if let Ok(mut g) = self.index.lock() {
+            let (items, total) = &mut *g;
+            if let Some(old) = items.iter().find(|i| i.name == name).cloned() {
+                items.remove(&old);
+                *total -= old.bytes;
+            }
+            *total += meta.len();
+            items.insert(Item {
+                mtime: meta.modified().unwrap_or_else(|_| SystemTime::now()),
+                name,
+                bytes: meta.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes the oldest files until within budget, sparing `keep`; returns how many went.
+    fn enforce(&self, keep: &[String]) -> Result<usize, EvidenceError> {
+        let Ok(mut g) = self.index.lock() else {
+            return Ok(0);
+        };
+        let (items, total) = &mut *g;
+        let mut removed = 0;
+        while *total > self.max_bytes {
+            let Some(victim) = items.iter().find(|i| !keep.contains(&i.name)).cloned() else {
+                break;
+            };
+            let path = self.dir.join(&victim.name);
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path, e)),
+            }
+            items.remove(&victim);
+            *total -= victim.bytes;
+        }
+        Ok(removed)
+    }
+}
+
+/// Where the JPEG of event `id` lives in `dir` (the MQTT snapshot publisher reads it).
+pub fn jpeg_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.jpg"))
+}
+
+fn write_jpeg(path: &Path, f: FrameRef<'_>, quality: u8) -> Result<(), EvidenceError> {
+    let want = f.width.saturating_mul(f.height).saturating_mul(3);
+    if f.rgb.len() != want || f.width == 0 || f.height == 0 {
+        return Err(EvidenceError::BadFrame {
+            width: f.width,
+            height: f.height,
+            want,
+            got: f.rgb.len(),
+        });
+    }
+    let (Ok(w), Ok(h)) = (u32::try_from(f.width), u32::try_from(f.height)) else {
+        return Err(EvidenceError::BadFrame {
+            width: f.width,
+            height: f.height,
+            want,
+            got: f.rgb.len(),
+        });
+    };
+    let file = fs::File::create(path).map_err(|e| io_err(path, e))?;
+    let mut out = BufWriter::new(file);
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+        .encode(f.rgb, w, h, image::ExtendedColorType::Rgb8)
+        .map_err(|e| EvidenceError::Encode {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    use std::io::Write;
+    out.flush().map_err(|e| io_err(path, e))
+}
+
+fn write_wav(path: &Path, a: AudioRef<'_>) -> Result<(), EvidenceError> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: a.rate.max(1),
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let enc = |e: hound::Error| EvidenceError::Encode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut w = hound::WavWriter::create(path, spec).map_err(enc)?;
+    for &s in a.samples {
+        let s = if s.is_finite() {
+            s.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
+        w.write_sample((s * 32767.0).round() as i16).map_err(enc)?;
+    }
+    w.finalize().map_err(enc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &Path, max: u64) -> EvidenceConfig {
+        EvidenceConfig {
+            dir: Some(dir.to_path_buf()),
+            max_bytes: max,
+            ..EvidenceConfig::default()
+        }
+    }
+
+    fn noise_frame(w: usize, h: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed;
+        (0..w * h * 3)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writes_jpeg_and_wav_that_decode() {
+        let t = tempfile::tempdir().unwrap();
+        let s = EvidenceStore::open(&cfg(t.path(), 1 << 20)).unwrap();
+        let rgb = noise_frame(32, 24, 1);
+        let samples: Vec<f32> = (0..1600).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
+        let saved = s
+            .save(
+                "1732630000000-0001",
+                Some(FrameRef {
+                    width: 32,
+                    height: 24,
+                    rgb: &rgb,
+                }),
+                Some(AudioRef {
+                    rate: 16000,
+                    samples: &samples,
+                }),
+            )
+            .unwrap();
+        let img = image::open(saved.jpeg.unwrap()).unwrap();
+        assert_eq!((img.width(), img.height()), (32, 24));
+        let r = hound::WavReader::open(saved.wav.unwrap()).unwrap();
+        assert_eq!(r.spec().sample_rate, 16000);
+        assert_eq!(r.len(), 1600);
+        assert!(s.bytes() > 0);
+    }
+
+    #[test]
+    fn stays_within_the_budget_deleting_the_oldest() {
+        let t = tempfile::tempdir().unwrap();
+        let max = 64 * 1024;
+        let s = EvidenceStore::open(&cfg(t.path(), max)).unwrap();
+        fs::write(t.path().join("notes.txt"), b"not evidence").unwrap();
+        for i in 0..40 {
+            let rgb = noise_frame(64, 64, i);
+            s.save(
+                &format!("ev-{i:03}"),
+                Some(FrameRef {
+                    width: 64,
+                    height: 64,
+                    rgb: &rgb,
+                }),
+                None,
+            )
+            .unwrap();
+            assert!(s.bytes() <= max, "after {i}: {}", s.bytes());
+        }
+        let on_disk: u64 = fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".jpg"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert!(on_disk <= max);
+        assert!(s.jpeg_path("ev-039").exists(), "the newest stays");
+        assert!(!s.jpeg_path("ev-000").exists(), "the oldest went");
+        assert!(
+            t.path().join("notes.txt").exists(),
+            "other files are not ours"
+        );
+        // Reopening indexes what is there and keeps the bound.
+        let s2 = EvidenceStore::open(&cfg(t.path(), max)).unwrap();
+        assert_eq!(s2.bytes(), on_disk);
+    }
+
+    #[test]
+    fn refuses_unsafe_ids_and_bad_frames() {
+        let t = tempfile::tempdir().unwrap();
+        let s = EvidenceStore::open(&cfg(t.path(), 1 << 20)).unwrap();
+        for id in ["../x", "", ".hidden", "a/b", "a b"] {
+            assert!(
+                matches!(s.save(id, None, None), Err(EvidenceError::BadId(_))),
+                "{id}"
+            );
+        }
+        let e = s.save(
+            "ok",
+            Some(FrameRef {
+                width: 4,
+                height: 4,
+                rgb: &[0; 5],
+            }),
+            None,
+        );
+        assert!(matches!(e, Err(EvidenceError::BadFrame { .. })));
+        assert!(!s.jpeg_path("ok").exists());
+    }
+}
