@@ -39,8 +39,8 @@ pub enum Command {
     Bench(BenchCmd),
     /// Listen for postcard event frames and print them
     Events(Pending),
-    /// Draw per-label scores over a clip with ground truth and emitted events
-    Timeline(Pending),
+    /// Draw per-label scores over a clip with ground truth and emitted events (runs mbtd)
+    Timeline(TimelineCli),
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +72,25 @@ pub struct TrainCli {
     /// Stop (with a checkpoint) after N optimisation steps; prints the throughput
     #[arg(long, value_name = "N")]
     pub max_steps: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct TimelineCli {
+    /// Exported model (.onnx)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Clip directory (audio.wav, frames/, timeline.json), e.g. models/demo
+    #[arg(long)]
+    pub clip: PathBuf,
+    /// Output PNG
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The mbtd binary (default: next to mbt, else on PATH)
+    #[arg(long)]
+    pub mbtd: Option<PathBuf>,
+    /// Extra mbtd settings, e.g. --set events.threshold=0.6 (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Args)]

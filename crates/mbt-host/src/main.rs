@@ -8,6 +8,7 @@
 mod cli;
 mod data;
 mod model;
+mod timeline;
 mod tokenize;
 mod train;
 
@@ -59,7 +60,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Model(cmd) => model::model(cmd),
         Command::Bench(cmd) => model::bench(cmd),
         Command::Events(_) => Err(NotYet("events").into()),
-        Command::Timeline(_) => Err(NotYet("timeline").into()),
+        Command::Timeline(a) => timeline::run(timeline::TimelineArgs {
+            model: a.model,
+            clip: a.clip,
+            out: a.out,
+            mbtd: a.mbtd,
+            overrides: a.overrides,
+        }),
     }
 }
 

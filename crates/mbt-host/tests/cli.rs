@@ -287,8 +287,10 @@ fn help_lists_the_subcommands_and_unbuilt_ones_exit_3() {
     ] {
         assert!(help.contains(sub), "--help lacks {sub}: {help}");
     }
-    let o = mbt(&["train", "--config", "x"]);
+    let o = mbt(&["events", "listen"]);
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("not implemented"), "{}", stderr(&o));
+    // train without --data is a usage error
+    assert_eq!(mbt(&["train", "--config", "x"]).status.code(), Some(2));
     assert_eq!(mbt(&["no-such-command"]).status.code(), Some(2));
 }

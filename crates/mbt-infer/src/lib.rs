@@ -6,6 +6,10 @@
 //! missing or invalid, or when its graph inputs do not match what its own tokenizer settings
 //! produce.
 
+// Linking tract-cuda registers its "cuda" runtime in tract's registry.
+#[cfg(feature = "cuda")]
+use tract_cuda as _;
+
 use std::path::Path;
 
 use mbt_core::metadata::{MetadataError, ModelMetadata};

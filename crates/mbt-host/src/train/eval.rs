@@ -26,6 +26,10 @@ pub struct Evaluation {
     pub streams: Vec<Metrics>,
     /// Mean softmax cross-entropy of the fused logits (crop-averaged) against the labels.
     pub loss: f64,
+    /// Clip ids and the fused top-1 class index of each (to compare two models clip by clip,
+    /// e.g. int8 against fp32).
+    pub ids: Vec<String>,
+    pub predictions: Vec<usize>,
 }
 
 /// Runs `predict_batch` over `split` once per crop, averages logits over crops, scores them.
@@ -80,7 +84,21 @@ fn collect(
         })
         .sum::<f64>()
         / n.max(1) as f64;
+    let predictions = sums[0]
+        .chunks(classes)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                )
+                .0
+        })
+        .collect();
     Ok(Evaluation {
+        ids: split.clips.iter().map(|c| c.id.clone()).collect(),
+        predictions,
         split: split.name.clone(),
         crops,
         fused: metrics::compute(&sums[0], &y, labels),
