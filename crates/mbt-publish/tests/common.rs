@@ -79,10 +79,18 @@ impl Broker {
             return None;
         };
         let dir = tempfile::tempdir().expect("tempdir");
+        // As root, mosquitto would drop to user `mosquitto`, which cannot write the
+        // persistence file in our temp dir; `user root` keeps it (ignored when not root).
+        // SAFETY: getuid has no preconditions.
+        let user = if unsafe { libc::getuid() } == 0 {
+            "user root\n"
+        } else {
+            ""
+        };
         let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+            "{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
              persistence_location {}/\nautosave_interval 1\nmax_queued_messages 0\n\
-             max_inflight_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n",
+             max_inflight_messages 0\nlog_dest stderr\nlog_type error\n",
             dir.path().display()
         );
         std::fs::write(dir.path().join("mosquitto.conf"), conf).expect("writing mosquitto.conf");
