@@ -3,10 +3,11 @@
 //! from outside.
 //!
 //! Exit codes: 0 success, 1 an error (bad input, failed I/O; the message names the file or
-//! field), 2 a usage error (clap), 3 a subcommand that is not built yet.
+//! field), 2 a usage error (clap), 130 interrupted training.
 
 mod cli;
 mod data;
+mod events;
 mod model;
 mod timeline;
 mod tokenize;
@@ -17,18 +18,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, Command};
-
-/// Raised by subcommands that later issues fill in.
-#[derive(Debug)]
-struct NotYet(&'static str);
-
-impl std::fmt::Display for NotYet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`mbt {}` is not implemented yet in this build", self.0)
-    }
-}
-
-impl std::error::Error for NotYet {}
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -59,7 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Infer(args) => model::infer(args),
         Command::Model(cmd) => model::model(cmd),
         Command::Bench(cmd) => model::bench(cmd),
-        Command::Events(_) => Err(NotYet("events").into()),
+        Command::Events(cmd) => events::run(cmd),
         Command::Timeline(a) => timeline::run(timeline::TimelineArgs {
             model: a.model,
             clip: a.clip,
@@ -77,10 +66,6 @@ fn main() -> ExitCode {
         Err(e) if e.is::<train::Interrupted>() => {
             eprintln!("mbt: {e}");
             ExitCode::from(130)
-        }
-        Err(e) if e.is::<NotYet>() => {
-            eprintln!("mbt: {e}");
-            ExitCode::from(3)
         }
         Err(e) => {
             eprintln!("mbt: error: {e:#}");

@@ -256,12 +256,9 @@ impl Spool {
             .append(true)
             .open(&active_path)
             .map_err(|e| io_err(&active_path, e))?;
-        if cursor.segment == 0 {
-            cursor = Position {
-                segment: active_id,
-                offset: 0,
-            };
-        }
+        // A cursor still at segment 0 here means a segment 0 exists (the spool itself numbers
+        // from 1, but a copied or renamed directory may hold one): its records are pending and
+        // the cursor stays before them (moving it past them lost them: found by fuzzing).
         stats.pending_records = index.len() as u64;
         let mut spool = Spool {
             dir,

@@ -329,3 +329,29 @@ fn a_partial_write_at_the_end_reads_as_torn() {
         ["whole"]
     );
 }
+
+/// Regression (fuzz target `spool_open`): a segment numbered 0 next to a later one, no cursor
+/// file. Its record was counted as pending but the cursor jumped past it, so it was never read.
+#[test]
+fn a_segment_numbered_zero_is_replayed_not_hidden() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(
+        t.path().join(format!("{:020}.seg", 0)),
+        record::encode(b"in segment 0"),
+    )
+    .unwrap();
+    fs::write(t.path().join(format!("{:020}.seg", 65)), b"").unwrap();
+    let mut s = Spool::open(opts(t.path())).unwrap();
+    assert_eq!(s.stats().pending_records, 1);
+    let recs = s.read(Position::default(), 10).unwrap();
+    assert_eq!(payloads(&recs), ["in segment 0"]);
+    assert_eq!(s.ack(recs[0].end).unwrap(), 1);
+    assert_eq!(s.stats().pending_records, 0);
+    s.append(b"later").unwrap();
+    drop(s);
+    let mut s = Spool::open(opts(t.path())).unwrap();
+    assert_eq!(
+        payloads(&s.read(Position::default(), 10).unwrap()),
+        ["later"]
+    );
+}
