@@ -7,4 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 scripts/install-deps.sh
+# The official ONNX Runtime build: the independent reference the `ort` backend tests compare
+# tract with (downloaded once from PyPI, pinned by sha256; see the script).
+ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
+export ORT_DYLIB_PATH
 cargo test --workspace --locked "$@"

@@ -1,16 +1,19 @@
 //! Inference backends behind one trait, and the choice between them.
 //!
 //! * `cpu`: tract's CPU runtime through `mbt-infer`, always built, always works.
-//! * `cuda`: tract-cuda through tract's runtime registry (Jetson and other NVIDIA boards). Not
-//!   built into this version: it is refused with the reason, and `auto` skips it.
-//! * `ort`: ONNX Runtime loaded at run time (`load-dynamic`) with the execution providers of
-//!   `model.ort_providers` (QNN, VSI NPU, OpenVINO, TensorRT...). Not built into this version
-//!   either.
+//! * `cuda`: tract-cuda through tract's runtime registry (Jetson and other NVIDIA boards),
+//!   with cargo feature `cuda`. The CUDA libraries are opened at run time; the first load on a
+//!   machine compiles the GPU kernels (about 75 s on an H100), later loads take about a second,
+//!   so the load is logged before it starts: a daemon that is compiling must not look hung.
+//! * `ort`: ONNX Runtime opened at run time (feature `ort`, on by default: nothing is linked or
+//!   downloaded at build time), with the execution providers of `model.ort_providers` (QNN, VSI
+//!   NPU, OpenVINO, TensorRT...), for boards whose vendor ships the accelerator that way.
 //!
 //! `backend = "auto"` tries them best first and takes the first that loads, logging why each
-//! one before it was skipped; the CPU is always last, so `auto` always runs. An explicit
-//! choice that cannot load is an error: a user who asked for the GPU must not silently get the
-//! CPU.
+//! one before it was skipped; ONNX Runtime is tried only when `model.ort_providers` names an
+//! accelerator (its plain CPU provider is no reason to leave tract); the CPU is always last, so
+//! `auto` always runs. An explicit choice that cannot load is an error: a user who asked for
+//! the GPU must not silently get the CPU.
 //!
 //! The trait is what a GPU or NPU backend needs: it is `Send` (it lives on the inference
 //! thread), takes whole batches (accelerators want them), reports its largest useful batch,
@@ -19,6 +22,8 @@
 use std::path::Path;
 
 use mbt_core::metadata::ModelMetadata;
+
+use crate::config::ModelConfig;
 
 /// Logits of a batch, row-major `[batch, classes]` each.
 pub use mbt_infer::Logits;
@@ -90,49 +95,119 @@ impl Backend for TractCpu {
     }
 }
 
+#[cfg(feature = "cuda")]
+fn cuda(path: &Path, max_batch: usize) -> Result<Box<dyn Backend>, BackendError> {
+    tracing::info!(
+        "loading {} on CUDA: the first load on this machine compiles GPU kernels (about a minute), later loads take about a second",
+        path.display()
+    );
+    let t0 = std::time::Instant::now();
+    let model = mbt_infer::Model::load(path, "cuda")?;
+    tracing::info!("CUDA model ready in {:.1} s", t0.elapsed().as_secs_f64());
+    Ok(Box::new(TractCpu {
+        model,
+        max_batch: max_batch.max(1),
+    }))
+}
+
+#[cfg(not(feature = "cuda"))]
 fn cuda(_path: &Path, _max_batch: usize) -> Result<Box<dyn Backend>, BackendError> {
     Err(BackendError::Unavailable {
         backend: "cuda",
-        reason: "this mbtd was not built with feature `cuda` (tract-cuda); the CUDA backend is not implemented in this version".into(),
+        reason: "this mbtd was not built with feature `cuda` (tract-cuda): rebuild with `--features cuda`".into(),
     })
 }
 
-fn ort(
-    _path: &Path,
-    _max_batch: usize,
-    _providers: &[String],
-) -> Result<Box<dyn Backend>, BackendError> {
+/// ONNX Runtime with the configured execution providers.
+#[cfg(feature = "ort")]
+pub struct Ort {
+    model: mbt_infer::onnxruntime::OrtModel,
+    max_batch: usize,
+}
+
+#[cfg(feature = "ort")]
+impl Backend for Ort {
+    fn name(&self) -> String {
+        format!(
+            "onnxruntime-{} [{}]",
+            self.model.version,
+            self.model.providers.join(", ")
+        )
+    }
+
+    fn metadata(&self) -> &ModelMetadata {
+        &self.model.metadata
+    }
+
+    fn input_shapes(&self) -> ((usize, usize), (usize, usize)) {
+        (self.model.video_shape, self.model.audio_shape)
+    }
+
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    fn run(&mut self, batch: usize, video: &[f32], audio: &[f32]) -> Result<Logits, BackendError> {
+        Ok(self.model.run(batch, video, audio)?)
+    }
+}
+
+#[cfg(feature = "ort")]
+fn ort(cfg: &ModelConfig) -> Result<Box<dyn Backend>, BackendError> {
+    let library = if cfg.ort_library.is_empty() {
+        mbt_infer::onnxruntime::default_library()
+    } else {
+        cfg.ort_library.clone()
+    };
+    let model = mbt_infer::onnxruntime::OrtModel::load(
+        &cfg.path,
+        &library,
+        &cfg.ort_providers,
+        cfg.ort_threads,
+    )?;
+    for s in &model.skipped {
+        tracing::warn!("onnxruntime: execution provider not registered: {s}");
+    }
+    Ok(Box::new(Ort {
+        model,
+        max_batch: cfg.max_batch.max(1),
+    }))
+}
+
+#[cfg(not(feature = "ort"))]
+fn ort(_cfg: &ModelConfig) -> Result<Box<dyn Backend>, BackendError> {
     Err(BackendError::Unavailable {
         backend: "ort",
-        reason: "this mbtd was not built with feature `ort` (ONNX Runtime, load-dynamic); the ONNX Runtime backend is not implemented in this version".into(),
+        reason: "this mbtd was not built with feature `ort` (ONNX Runtime, load-dynamic)".into(),
     })
 }
 
-/// Loads the model with the backend `choice` names ("auto", "cpu", "cuda", "ort"). Returns the
-/// backend and one line per backend `auto` skipped, saying why.
-pub fn open(
-    choice: &str,
-    path: &Path,
-    max_batch: usize,
-    ort_providers: &[String],
-) -> Result<(Box<dyn Backend>, Vec<String>), BackendError> {
+/// Loads the model with the backend `cfg.backend` names ("auto", "cpu", "cuda", "ort").
+/// Returns the backend and one line per backend `auto` skipped, saying why.
+pub fn open(cfg: &ModelConfig) -> Result<(Box<dyn Backend>, Vec<String>), BackendError> {
     let cpu = || -> Result<Box<dyn Backend>, BackendError> {
-        Ok(Box::new(TractCpu::load(path, max_batch)?))
+        Ok(Box::new(TractCpu::load(&cfg.path, cfg.max_batch)?))
     };
-    match choice {
+    match cfg.backend.as_str() {
         "cpu" => Ok((cpu()?, Vec::new())),
-        "cuda" => Ok((cuda(path, max_batch)?, Vec::new())),
-        "ort" => Ok((ort(path, max_batch, ort_providers)?, Vec::new())),
+        "cuda" => Ok((cuda(&cfg.path, cfg.max_batch)?, Vec::new())),
+        "ort" => Ok((ort(cfg)?, Vec::new())),
         _ => {
             let mut skipped = Vec::new();
-            for (name, attempt) in [
-                ("cuda", cuda(path, max_batch)),
-                ("ort", ort(path, max_batch, ort_providers)),
-            ] {
-                match attempt {
+            match cuda(&cfg.path, cfg.max_batch) {
+                Ok(b) => return Ok((b, skipped)),
+                Err(e) => skipped.push(format!("cuda: {e}")),
+            }
+            if cfg.ort_providers.iter().any(|p| p != "cpu") {
+                match ort(cfg) {
                     Ok(b) => return Ok((b, skipped)),
-                    Err(e) => skipped.push(format!("{name}: {e}")),
+                    Err(e) => skipped.push(format!("ort: {e}")),
                 }
+            } else {
+                skipped.push(
+                    "ort: model.ort_providers names no accelerator, so tract's CPU runtime is used"
+                        .into(),
+                );
             }
             Ok((cpu()?, skipped))
         }
@@ -167,15 +242,40 @@ mod tests {
         }
     }
 
-    #[test]
-    fn explicit_unavailable_backends_are_errors_and_auto_says_why_it_skipped_them() {
-        let missing = Path::new("/nonexistent/model.onnx");
-        for b in ["cuda", "ort"] {
-            let e = open(b, missing, 1, &[]).err().unwrap().to_string();
-            assert!(e.contains(&format!("feature `{b}`")), "{e}");
+    fn model(backend: &str, path: &str) -> ModelConfig {
+        ModelConfig {
+            path: path.into(),
+            backend: backend.into(),
+            ..ModelConfig::default()
         }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_is_an_error_naming_the_feature() {
+        let e = open(&model("cuda", "/nonexistent/model.onnx"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("feature `cuda`"), "{e}");
+    }
+
+    #[test]
+    fn auto_says_why_it_skipped_the_others_and_falls_back_to_the_cpu() {
         // auto gets to the CPU (which then fails on the missing file, naming it).
-        let e = open("auto", missing, 1, &[]).err().unwrap().to_string();
+        let e = open(&model("auto", "/nonexistent/model.onnx"))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("/nonexistent/model.onnx"), "{e}");
+    }
+
+    #[cfg(feature = "ort")]
+    #[test]
+    fn ort_with_a_missing_library_is_an_error_naming_it() {
+        let mut cfg = model("ort", "models/edge.onnx");
+        cfg.ort_library = "/nonexistent/libonnxruntime.so".into();
+        let e = open(&cfg).err().unwrap().to_string();
+        assert!(e.contains("/nonexistent/libonnxruntime.so"), "{e}");
     }
 }

@@ -7,10 +7,17 @@
 //! What the model needs (window span in log-mel frames, frames per window, labels) is not
 //! repeated here: it comes from the model file's metadata, and [`crate::detector::check_model`]
 //! refuses a configuration that cannot feed the model, naming both settings.
+//!
+//! The publishing sections (`[mqtt]`, `[postcard]`, `[gpio]`, `[spool]`, `[metrics]`,
+//! `[evidence]`) are `mbt-publish`'s own types, embedded as top-level tables: one definition of
+//! each setting, its default and its validation, shared with the `mbt-publish` tool.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use mbt_publish::config::{
+    EvidenceConfig, GpioConfig, MetricsConfig, MqttConfig, PostcardConfig, SpoolConfig,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -25,6 +32,12 @@ pub struct Config {
     pub recovery: RecoveryConfig,
     pub events: EventsConfig,
     pub sink: SinkConfig,
+    pub mqtt: MqttConfig,
+    pub postcard: PostcardConfig,
+    pub gpio: GpioConfig,
+    pub spool: SpoolConfig,
+    pub metrics: MetricsConfig,
+    pub evidence: EvidenceConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,8 +49,16 @@ pub struct ModelConfig {
     pub backend: String,
     /// Most windows run in one batch when they queue up behind a slow inference.
     pub max_batch: usize,
-    /// ONNX Runtime execution providers to try in order (backend "ort"), e.g. ["qnn", "cpu"].
+    /// ONNX Runtime execution providers to register in order (backend "ort"), e.g.
+    /// ["qnn", "cpu"]: cpu, cuda, tensorrt, qnn, openvino, vsinpu, xnnpack, rknpu, acl.
+    /// Without "cpu" in the list, a library that has none of them is an error, not a silent
+    /// CPU run. `auto` considers ONNX Runtime only when this names an accelerator.
     pub ort_providers: Vec<String>,
+    /// The ONNX Runtime library to open at run time (backend "ort"); empty: `ORT_DYLIB_PATH`,
+    /// else `libonnxruntime.so` on the loader's path.
+    pub ort_library: String,
+    /// ONNX Runtime intra-op threads; 0 leaves its default (one per core).
+    pub ort_threads: usize,
 }
 
 impl Default for ModelConfig {
@@ -47,6 +68,8 @@ impl Default for ModelConfig {
             backend: "auto".into(),
             max_batch: 4,
             ort_providers: Vec::new(),
+            ort_library: String::new(),
+            ort_threads: 0,
         }
     }
 }
@@ -275,6 +298,9 @@ pub struct SinkConfig {
     /// Also print one JSON line per scored window (`{"window": ...}`): the view a user needs
     /// to set thresholds.
     pub stdout_scores: bool,
+    /// At shutdown, wait up to this long for spooled sinks (MQTT, `postcard.unix`) to deliver
+    /// their backlog; what is left stays in the spool for the next start.
+    pub shutdown_flush_s: f64,
 }
 
 impl Default for SinkConfig {
@@ -282,6 +308,7 @@ impl Default for SinkConfig {
         SinkConfig {
             stdout: true,
             stdout_scores: false,
+            shutdown_flush_s: 5.0,
         }
     }
 }
@@ -311,6 +338,23 @@ impl Config {
         };
         if !["auto", "cpu", "cuda", "ort"].contains(&self.model.backend.as_str()) {
             return err("model.backend", "expected one of auto, cpu, cuda, ort");
+        }
+        const PROVIDERS: [&str; 9] = [
+            "cpu", "cuda", "tensorrt", "qnn", "openvino", "vsinpu", "xnnpack", "rknpu", "acl",
+        ];
+        if let Some(p) = self
+            .model
+            .ort_providers
+            .iter()
+            .find(|p| !PROVIDERS.contains(&p.as_str()))
+        {
+            return Err(ConfigError {
+                field: "model.ort_providers".into(),
+                reason: format!(
+                    "unknown provider `{p}`: expected any of {}",
+                    PROVIDERS.join(", ")
+                ),
+            });
         }
         if self.model.max_batch == 0 {
             return err("model.max_batch", "expected at least 1");
@@ -413,7 +457,24 @@ impl Config {
                 return err(&format!("{field}.cooldown_s"), "expected seconds >= 0");
             }
         }
-        Ok(())
+        if !(self.sink.shutdown_flush_s >= 0.0 && self.sink.shutdown_flush_s <= 3600.0) {
+            return err("sink.shutdown_flush_s", "expected 0..=3600 seconds");
+        }
+        self.validate_publishing().map_err(|e| ConfigError {
+            field: e.field,
+            reason: e.reason,
+        })
+    }
+
+    /// The publishing sections, validated by `mbt-publish` (URLs, addresses, that TLS and
+    /// password files exist when MQTT is on, GPIO pins, spool and evidence bounds).
+    fn validate_publishing(&self) -> Result<(), mbt_publish::config::ConfigError> {
+        self.mqtt.validate()?;
+        self.postcard.validate()?;
+        self.gpio.validate()?;
+        self.spool.validate()?;
+        self.metrics.validate()?;
+        self.evidence.validate()
     }
 
     /// Whether any source delivers in real time (then inference must keep up, and windows it
@@ -482,6 +543,36 @@ mod tests {
         );
         let c: Config = mbt_core::settings::load("", "t", &["events.release=0.9".into()]).unwrap();
         assert_eq!(c.validate().unwrap_err().field, "events.release");
+    }
+
+    #[test]
+    fn publishing_errors_name_the_field() {
+        for (set, field) in [
+            ("mqtt.url=http://broker", "mqtt.url"),
+            ("metrics.listen=localhost", "metrics.listen"),
+            ("postcard.udp=nowhere", "postcard.udp"),
+            ("spool.max_bytes=10", "spool.max_bytes"),
+            ("evidence.jpeg_quality=0", "evidence.jpeg_quality"),
+            ("sink.shutdown_flush_s=-1", "sink.shutdown_flush_s"),
+        ] {
+            let c: Config = mbt_core::settings::load("", "t", &[set.into()]).unwrap();
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.field, field, "{set}: {e}");
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        let c: Config = mbt_core::settings::load(
+            "[mqtt]\nenabled = true\nurl = \"mqtts://broker\"\nca_file = \"/nonexistent/ca.pem\"\n",
+            "t",
+            &[],
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "mqtt.ca_file");
+        assert!(e.reason.contains("/nonexistent/ca.pem"), "{e}");
+        let e = mbt_core::settings::load::<Config>("[mqtt]\nurll = \"x\"\n", "mbtd.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("urll"), "{e}");
     }
 
     #[test]

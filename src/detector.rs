@@ -12,6 +12,7 @@
 //! stream's own head is used then (`logits_audio` or `logits_video`), and the result is
 //! marked with the modalities it came from.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use mbt_core::audio::AudioTokenizer;
@@ -25,6 +26,7 @@ use crate::clock::Micros;
 use crate::config::Config;
 use crate::stats::Stats;
 use crate::window::Window;
+use mbt_media::RgbFrame;
 
 /// A configuration that cannot feed this model.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,18 @@ pub struct Scored {
     pub fused: Vec<f32>,
     pub audio: Option<Vec<f32>>,
     pub video: Option<Vec<f32>>,
+    /// What the window held, for evidence files ([`Detector::keep_media`]); empty otherwise.
+    pub media: WindowMedia,
+}
+
+/// A scored window's key frame and audio, kept only when evidence is on (moved out of the
+/// window, not copied: the frame is shared, the samples change hands).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowMedia {
+    /// The middle one of the frames the model saw.
+    pub key_frame: Option<Arc<RgbFrame>>,
+    /// `(sample rate, mono samples)` of the whole window.
+    pub audio: Option<(u32, Arc<Vec<f32>>)>,
 }
 
 pub struct Detector {
@@ -123,6 +137,7 @@ pub struct Detector {
     silence: Vec<f32>,
     grey: Vec<f32>,
     classes: usize,
+    keep_media: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +163,13 @@ impl Detector {
             video_tok,
             silence,
             grey: vec![0.0; vt * vp],
+            keep_media: false,
         })
+    }
+
+    /// Keep each window's key frame and audio in its [`Scored::media`] (for evidence files).
+    pub fn keep_media(&mut self, on: bool) {
+        self.keep_media = on;
     }
 
     pub fn backend_name(&self) -> String {
@@ -210,7 +231,22 @@ impl Detector {
             }
             audio.extend_from_slice(a.as_deref().unwrap_or(&self.silence));
             video.extend_from_slice(v.as_deref().unwrap_or(&self.grey));
-            kept.push((w.index, w.start_us, w.end_us, modalities));
+            let media = if self.keep_media {
+                WindowMedia {
+                    key_frame: w
+                        .video
+                        .as_ref()
+                        .filter(|_| modalities.video)
+                        .and_then(|f| f.get(f.len() / 2).cloned()),
+                    audio: w
+                        .audio
+                        .filter(|_| modalities.audio)
+                        .map(|wa| (wa.rate, Arc::new(wa.samples))),
+                }
+            } else {
+                WindowMedia::default()
+            };
+            kept.push((w.index, w.start_us, w.end_us, modalities, media));
         }
         if kept.is_empty() {
             return Ok(Vec::new());
@@ -229,7 +265,7 @@ impl Detector {
         Ok(kept
             .into_iter()
             .enumerate()
-            .map(|(i, (index, start_us, end_us, m))| {
+            .map(|(i, (index, start_us, end_us, m, media))| {
                 let row = |p: &[f32]| p[i * c..(i + 1) * c].to_vec();
                 let (a, v) = (m.audio.then(|| row(&pa)), m.video.then(|| row(&pv)));
                 let fused = match (m.audio, m.video) {
@@ -245,6 +281,7 @@ impl Detector {
                     fused,
                     audio: a,
                     video: v,
+                    media,
                 }
             })
             .collect())

@@ -370,6 +370,7 @@ mod tests {
             fused: vec![glass, door, none],
             audio: Some(vec![glass * 0.9, door, none]),
             video: Some(vec![glass * 0.8, door, none]),
+            media: Default::default(),
         }
     }
 

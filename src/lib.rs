@@ -13,7 +13,9 @@
 //! * [`backend`]: inference backends behind one trait (tract CPU; CUDA and ONNX Runtime slots);
 //! * [`detector`]: tokenize with the model's own settings, run, softmax; one-modality fallback;
 //! * [`events`]: thresholds, hysteresis, minimum duration, cool-down;
-//! * [`sink`]: where events go (JSON lines on stdout);
+//! * [`sink`]: where events go (the `Sink` trait; JSON lines on stdout);
+//! * [`publish`]: `mbt-publish`'s MQTT, postcard and GPIO sinks behind that trait (through
+//!   the durable spool), the metrics endpoint, evidence files per event;
 //! * [`pipeline`]: the tokio wiring of all of the above, and clean shutdown;
 //! * [`stats`]: the counters of everything dropped, skipped, late or recovered.
 
@@ -23,6 +25,7 @@ pub mod config;
 pub mod detector;
 pub mod events;
 pub mod pipeline;
+pub mod publish;
 pub mod queue;
 pub mod sink;
 pub mod source;

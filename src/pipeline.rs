@@ -14,8 +14,13 @@
 //! the windows a paced one would and buffers at most a window's worth of either stream.
 //!
 //! Shutdown (SIGINT/SIGTERM, or every source ended): the sources stop, the windows already
-//! queued are still run, open events are ended, the sinks flushed, and [`run`] returns the
-//! counters.
+//! queued are still run, open events are ended, the sinks closed (spooled ones wait a bounded
+//! time for their backlog, see [`crate::publish`]), and [`run`] returns the counters.
+//!
+//! Publishing hooks: with `[evidence]` on, the detector keeps each window's key frame and
+//! audio and the events task writes them for the events that window opens or raises, before
+//! the sinks see the event; with `[metrics]` on, the counters are mirrored into the registry
+//! once a second and inference time is observed per batch.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +34,7 @@ use crate::clock::{secs_to_us, Clock};
 use crate::config::{Config, EventsConfig};
 use crate::detector::{check_model, Detector, Scored};
 use crate::events::EventTracker;
+use crate::publish::{EvidenceWriter, PipelineMetrics};
 use crate::queue::{Overflow, WindowQueue};
 use crate::sink::{Sink, StdoutSink, WindowScores};
 use crate::source::alsa::AlsaSource;
@@ -37,7 +43,7 @@ use crate::source::synthetic::{SyntheticAudio, SyntheticVideo};
 use crate::source::v4l2::{CameraRequest, CameraSource, PixelFormat, V4l2Device};
 use crate::source::{supervise, Backoff, Modality, Source, SourceMsg};
 use crate::stats::{Report, Stats};
-use crate::window::{Window, WindowSpec, Windower};
+use crate::window::{StreamState, Window, WindowSpec, Windower};
 
 /// Everything a run needs, built from the configuration by [`build`] (or by hand in tests and
 /// embedding programs, with their own sources, backend and sinks).
@@ -52,6 +58,10 @@ pub struct Pipeline {
     pub overflow: Overflow,
     pub events: EventsConfig,
     pub backoff: Backoff,
+    /// Evidence files per event (`[evidence]`); the detector must keep media for it.
+    pub evidence: Option<Arc<mbt_publish::evidence::EvidenceStore>>,
+    /// The metrics endpoint and series (`[metrics]`).
+    pub metrics: Option<PipelineMetrics>,
 }
 
 /// What a run did: its counters, plus what ran.
@@ -68,13 +78,8 @@ pub struct RunReport {
 /// backend, checks the configuration against its metadata, opens the replay files, and sets
 /// up the sinks. Errors name the field or file.
 pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
-    let (backend, skipped) = backend::open(
-        &cfg.model.backend,
-        &cfg.model.path,
-        cfg.model.max_batch,
-        &cfg.model.ort_providers,
-    )
-    .with_context(|| format!("model.backend = \"{}\"", cfg.model.backend))?;
+    let (backend, skipped) = backend::open(&cfg.model)
+        .with_context(|| format!("model.backend = \"{}\"", cfg.model.backend))?;
     for s in &skipped {
         tracing::info!("backend skipped: {s}");
     }
@@ -89,7 +94,7 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
         cfg.model.path.display(),
         backend.metadata().model_version
     );
-    let detector = Detector::new(backend)?;
+    let mut detector = Detector::new(backend)?;
     let meta = detector.metadata().clone();
 
     let realtime = cfg.is_realtime();
@@ -165,11 +170,14 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
     if cfg.sink.stdout {
         sinks.push(Box::new(StdoutSink::new(cfg.sink.stdout_scores)));
     }
+    let publishing = crate::publish::build(cfg, &meta.labels, &detector.backend_name())?;
+    sinks.extend(publishing.sinks);
     if sinks.is_empty() {
         anyhow::bail!(
-            "invalid setting `sink.stdout`: false leaves no sink, so events would go nowhere"
+            "invalid setting `sink.stdout`: false with no [mqtt], [postcard] or [gpio] sink leaves none, so events would go nowhere"
         );
     }
+    detector.keep_media(publishing.evidence.is_some());
     Ok(Pipeline {
         clock,
         audio,
@@ -188,12 +196,22 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
             Duration::from_secs_f64(cfg.recovery.backoff_initial_s),
             Duration::from_secs_f64(cfg.recovery.backoff_max_s),
         ),
+        evidence: publishing.evidence,
+        metrics: publishing.metrics,
     })
 }
 
-async fn deliver(sinks: &mut [Box<dyn Sink>], events: &[mbt_core::event::Event], stats: &Stats) {
+async fn deliver(
+    sinks: &mut [Box<dyn Sink>],
+    events: &[mbt_core::event::Event],
+    stats: &Stats,
+    metrics: Option<&PipelineMetrics>,
+) {
     for e in events {
         Stats::inc(&stats.events);
+        if let Some(m) = metrics {
+            m.event(e);
+        }
         for s in sinks.iter_mut() {
             if let Err(err) = s.deliver(e).await {
                 Stats::inc(&stats.sink_errors);
@@ -240,12 +258,33 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
     let mut audio_rx = spawn_source(p.audio, &stats, &stop, &p.backoff, &mut source_tasks);
     let mut video_rx = spawn_source(p.video, &stats, &stop, &p.backoff, &mut source_tasks);
 
+    // Metrics: the endpoint, and a ticker mirroring the counters into the registry.
+    let (metrics_stop, metrics_stop_rx) = watch::channel(false);
+    let mut metrics_tasks = Vec::new();
+    let metrics = p.metrics.map(|mut m| {
+        metrics_tasks.extend(m.serve(metrics_stop_rx.clone()));
+        Arc::new(m)
+    });
+    if let Some(m) = &metrics {
+        let (m, stats, mut stop) = (m.clone(), stats.clone(), metrics_stop_rx);
+        metrics_tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                m.mirror(&stats.snapshot());
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }));
+    }
+
     let queue: Arc<WindowQueue<Window>> = Arc::new(WindowQueue::new(p.queue, p.overflow));
     let (scored_tx, mut scored_rx) = mpsc::channel::<Scored>(16);
 
     // Inference on its own thread: the one place that burns CPU for long.
     let inference = {
-        let (queue, stats) = (queue.clone(), stats.clone());
+        let (queue, stats, metrics) = (queue.clone(), stats.clone(), metrics.clone());
         let mut detector = p.detector;
         std::thread::Builder::new()
             .name("mbtd-inference".into())
@@ -253,7 +292,12 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
                 let max = detector.max_batch();
                 while let Some(batch) = queue.pop_batch(max) {
                     let n = batch.len();
-                    match detector.run(batch, &stats) {
+                    let t0 = std::time::Instant::now();
+                    let result = detector.run(batch, &stats);
+                    if let Some(m) = &metrics {
+                        m.inference(t0.elapsed());
+                    }
+                    match result {
                         Ok(scored) => {
                             for s in scored {
                                 if scored_tx.blocking_send(s).is_err() {
@@ -277,8 +321,10 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
         let labels = meta.labels.clone();
         let mut tracker = EventTracker::new(&p.events, &meta.labels, &meta.model_version, p.clock);
         let mut sinks = p.sinks;
+        let mut evidence = p.evidence.map(EvidenceWriter::new);
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            while let Some(s) = scored_rx.recv().await {
+            while let Some(mut s) = scored_rx.recv().await {
                 let ws = WindowScores::new(&s, &labels);
                 for sink in sinks.iter_mut() {
                     if let Err(err) = sink.scores(&ws).await {
@@ -286,11 +332,17 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
                         tracing::warn!("{err}");
                     }
                 }
-                deliver(&mut sinks, &tracker.observe(&s), &stats).await;
+                let events = tracker.observe(&s);
+                let media = std::mem::take(&mut s.media);
+                if let Some(ev) = evidence.as_mut() {
+                    ev.write(&events, &media).await;
+                }
+                deliver(&mut sinks, &events, &stats, metrics.as_deref()).await;
             }
-            deliver(&mut sinks, &tracker.finish(), &stats).await;
+            let events = tracker.finish();
+            deliver(&mut sinks, &events, &stats, metrics.as_deref()).await;
             for s in sinks.iter_mut() {
-                if let Err(err) = s.flush().await {
+                if let Err(err) = s.close().await {
                     Stats::inc(&stats.sink_errors);
                     tracing::warn!("{err}");
                 }
@@ -336,6 +388,14 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
                 windower.push(SourceMsg::Ended(Modality::Video))
             }
         };
+        if let Some(m) = &metrics {
+            for (modality, present) in [(Modality::Audio, has_audio), (Modality::Video, has_video)]
+            {
+                if present {
+                    m.source(modality, windower.state(modality) == StreamState::Up);
+                }
+            }
+        }
         for w in windows {
             let dropped = queue.push(w).await;
             if dropped > 0 {
@@ -363,6 +423,13 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
     }
     if events_task.await.is_err() {
         tracing::error!("the events task panicked");
+    }
+    if let Some(m) = &metrics {
+        m.mirror(&stats.snapshot());
+    }
+    let _ = metrics_stop.send(true);
+    for t in metrics_tasks {
+        let _ = t.await;
     }
     for t in source_tasks {
         // A source blocked in a device read returns within its read timeout.

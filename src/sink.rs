@@ -1,5 +1,5 @@
-//! Where events go: one [`Sink`] trait; JSON lines on stdout here (MQTT, postcard frames,
-//! GPIO and the durable spool come next, behind the same trait).
+//! Where events go: one [`Sink`] trait; JSON lines on stdout here, MQTT, postcard frames and
+//! GPIO (through the durable spool where the other side can be away) in [`crate::publish`].
 //!
 //! The trait is async (a broker or a socket is I/O) and fallible (delivery can fail: the
 //! pipeline counts the failure and goes on; the spool will keep what could not be delivered).
@@ -65,9 +65,15 @@ pub trait Sink: Send {
     fn scores<'a>(&'a mut self, _scores: &'a WindowScores) -> SinkFuture<'a> {
         Box::pin(async { Ok(()) })
     }
-    /// Pushes out anything buffered; called at shutdown (and may be called any time).
+    /// Pushes out anything buffered (may be called any time).
     fn flush(&mut self) -> SinkFuture<'_> {
         Box::pin(async { Ok(()) })
+    }
+    /// The last call, at shutdown: flush, then let go of connections and tasks (an MQTT sink
+    /// waits a bounded time for its backlog, says `offline` and disconnects). An error says
+    /// what was left undelivered. By default just [`Sink::flush`].
+    fn close(&mut self) -> SinkFuture<'_> {
+        self.flush()
     }
 }
 

@@ -6,6 +6,11 @@ fn mbtd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mbtd"))
         .args(args)
         .env_remove("MBTD_CONFIG")
+        .env_remove("STATE_DIRECTORY")
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join("mbtd-test-cli-state"),
+        )
         .output()
         .expect("mbtd runs")
 }

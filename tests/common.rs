@@ -78,11 +78,21 @@ pub fn write_clip(dir: &Path, name: &str, audio_s: f64, frames: usize, fps: u32)
     stem
 }
 
+/// Runs `mbtd` to its end. Its state (spool, evidence: `$XDG_STATE_HOME/mbtd`) goes to a
+/// temp directory, never the user's own.
 pub fn mbtd(args: &[&str]) -> Output {
+    static STATE: OnceLock<PathBuf> = OnceLock::new();
+    mbtd_with_state(args, STATE.get_or_init(|| temp_dir("state")))
+}
+
+/// [`mbtd`] with `$XDG_STATE_HOME` = `state`.
+pub fn mbtd_with_state(args: &[&str], state: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mbtd"))
         .args(args)
         .current_dir(ROOT)
         .env_remove("MBTD_CONFIG")
+        .env_remove("STATE_DIRECTORY")
+        .env("XDG_STATE_HOME", state)
         .output()
         .expect("mbtd runs")
 }

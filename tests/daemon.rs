@@ -70,6 +70,8 @@ fn sigterm_shuts_down_cleanly_and_ends_open_events() {
         ])
         .current_dir(crate::common::ROOT)
         .env_remove("MBTD_CONFIG")
+        .env_remove("STATE_DIRECTORY")
+        .env("XDG_STATE_HOME", temp_dir("sigterm-state"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

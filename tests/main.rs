@@ -1,9 +1,14 @@
 //! Integration tests of the `mbtd` binary and library: one test binary, one module per area.
 
 mod alsa_capture;
+mod backends;
+// mbt-publish's mosquitto harness, shared rather than copied.
+#[path = "../crates/mbt-publish/tests/broker.rs"]
+mod broker;
 mod camera;
 mod cli;
 mod common;
 mod daemon;
 mod demo;
 mod pipeline;
+mod publish;

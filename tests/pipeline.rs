@@ -26,6 +26,8 @@ fn replay_config(clip: &std::path::Path) -> Config {
     cfg.audio.source = "replay".into();
     cfg.video.source = "replay".into();
     cfg.replay.clip = clip.to_path_buf();
+    // Evidence is on by default: keep it in the test's own directory.
+    cfg.evidence.dir = Some(temp_dir("pipeline-evidence"));
     cfg
 }
 

@@ -37,8 +37,9 @@ pub enum Command {
     /// Benchmarks (runtime latency; the tokenizer's are criterion benches, see BENCHMARKS.md)
     #[command(subcommand)]
     Bench(BenchCmd),
-    /// Listen for postcard event frames and print them
-    Events(Pending),
+    /// Postcard event frames: `mbt events listen --unix PATH | --udp ADDR` prints them as JSON
+    #[command(subcommand)]
+    Events(crate::events::EventsCmd),
     /// Draw per-label scores over a clip with ground truth and emitted events (runs mbtd)
     Timeline(TimelineCli),
 }
@@ -118,13 +119,6 @@ pub struct EvalCli {
     /// Write eval.json and confusion.png into this directory
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-}
-
-/// Placeholder arguments for subcommands that later work fills in.
-#[derive(Debug, Args)]
-pub struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
 }
 
 /// Tokenizer settings shared by both `tokenize` subcommands.
@@ -221,9 +215,26 @@ pub struct InferArgs {
     /// Audio tokens, .npy float32 [Ta, Pa] or [N, Ta, Pa] (e.g. from `mbt tokenize audio --patches`)
     #[arg(long)]
     pub audio: PathBuf,
-    /// Runtime: tract (CPU) or ort (ONNX Runtime)
-    #[arg(long, default_value = "tract")]
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// Which runtime runs a model file.
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    /// Runtime: `tract` (CPU) or `ort` (ONNX Runtime, opened at run time)
+    #[arg(long, default_value = "tract", value_name = "tract|ort")]
     pub backend: String,
+    /// ONNX Runtime library (backend ort); default: $ORT_DYLIB_PATH, else libonnxruntime.so
+    /// on the loader's path (`scripts/fetch-onnxruntime.sh` puts one in ~/.cache/mbt-edge)
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<String>,
+    /// ONNX Runtime execution providers in order (backend ort), e.g. `qnn,cpu`
+    #[arg(long, value_delimiter = ',', default_value = "cpu")]
+    pub providers: Vec<String>,
+    /// ONNX Runtime intra-op threads (backend ort; 0 = one per core)
+    #[arg(long, default_value_t = 0)]
+    pub ort_threads: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,11 +251,13 @@ pub enum ModelCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
-    /// Time tract on a model file: load + optimise once, then the median of repeated runs
+    /// Time a runtime on a model file: load + optimise once, then the median of repeated runs
     Infer {
         /// Exported ONNX model
         #[arg(long)]
         model: PathBuf,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
         /// Batch size
         #[arg(long, default_value_t = 1)]
         batch: usize,

@@ -7,7 +7,7 @@ use mbt_model::export::{export as write_onnx, ExportOptions, Int8};
 use mbt_model::stats::stats;
 use mbt_model::{Mbt, ModelConfig};
 
-use crate::cli::{BenchCmd, ConfigArgs, ExportArgs, InferArgs, ModelCmd};
+use crate::cli::{BenchCmd, ConfigArgs, ExportArgs, InferArgs, ModelCmd, RuntimeArgs};
 
 pub fn load_config(args: &ConfigArgs) -> anyhow::Result<ModelConfig> {
     let text = std::fs::read_to_string(&args.config)
@@ -100,16 +100,78 @@ fn read_tokens(
     Ok((n, a.data))
 }
 
-pub fn infer(args: InferArgs) -> anyhow::Result<()> {
-    if args.backend != "tract" {
-        bail!(
-            "--backend {}: only `tract` is available in this build",
-            args.backend
-        );
+/// A model file loaded on one of the runtimes `mbt` can drive: the same inputs and the same
+/// timing code for both, so `mbt bench infer` compares runtimes in one harness.
+enum Runner {
+    Tract(Box<mbt_infer::Model>),
+    Ort(Box<mbt_infer::onnxruntime::OrtModel>),
+}
+
+impl Runner {
+    fn load(model: &std::path::Path, rt: &RuntimeArgs) -> anyhow::Result<Self> {
+        match rt.backend.as_str() {
+            "tract" => Ok(Runner::Tract(Box::new(mbt_infer::Model::load(
+                model, "cpu",
+            )?))),
+            "ort" => {
+                let lib = rt
+                    .ort_lib
+                    .clone()
+                    .unwrap_or_else(mbt_infer::onnxruntime::default_library);
+                let m = mbt_infer::onnxruntime::OrtModel::load(
+                    model,
+                    &lib,
+                    &rt.providers,
+                    rt.ort_threads,
+                )?;
+                for s in &m.skipped {
+                    eprintln!("warning: execution provider not registered: {s}");
+                }
+                Ok(Runner::Ort(Box::new(m)))
+            }
+            other => bail!("--backend {other}: expected `tract` or `ort`"),
+        }
     }
-    let model = mbt_infer::Model::load(&args.model, "cpu")?;
-    let (nv, video) = read_tokens(&args.video, "video", model.video_shape)?;
-    let (na, audio) = read_tokens(&args.audio, "audio", model.audio_shape)?;
+
+    fn name(&self) -> String {
+        match self {
+            Runner::Tract(m) => format!("tract-{}", m.runtime),
+            Runner::Ort(m) => format!("onnxruntime-{} [{}]", m.version, m.providers.join(", ")),
+        }
+    }
+
+    fn metadata(&self) -> &mbt_core::metadata::ModelMetadata {
+        match self {
+            Runner::Tract(m) => &m.metadata,
+            Runner::Ort(m) => &m.metadata,
+        }
+    }
+
+    fn shapes(&self) -> ((usize, usize), (usize, usize)) {
+        match self {
+            Runner::Tract(m) => (m.video_shape, m.audio_shape),
+            Runner::Ort(m) => (m.video_shape, m.audio_shape),
+        }
+    }
+
+    fn run(
+        &mut self,
+        batch: usize,
+        video: &[f32],
+        audio: &[f32],
+    ) -> Result<mbt_infer::Logits, mbt_infer::InferError> {
+        match self {
+            Runner::Tract(m) => m.run(batch, video, audio),
+            Runner::Ort(m) => m.run(batch, video, audio),
+        }
+    }
+}
+
+pub fn infer(args: InferArgs) -> anyhow::Result<()> {
+    let mut model = Runner::load(&args.model, &args.runtime)?;
+    let (video_shape, audio_shape) = model.shapes();
+    let (nv, video) = read_tokens(&args.video, "video", video_shape)?;
+    let (na, audio) = read_tokens(&args.audio, "audio", audio_shape)?;
     if nv != na {
         bail!(
             "batch sizes differ: {} holds {nv} video samples, {} holds {na} audio samples",
@@ -124,9 +186,9 @@ pub fn infer(args: InferArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
     };
     let json = serde_json::json!({
-        "model_version": model.metadata.model_version,
-        "runtime": model.runtime,
-        "labels": model.metadata.labels,
+        "model_version": model.metadata().model_version,
+        "runtime": model.name(),
+        "labels": model.metadata().labels,
         "logits": rows(&out.fused),
         "logits_video": rows(&out.video),
         "logits_audio": rows(&out.audio),
@@ -168,12 +230,13 @@ pub fn model(cmd: ModelCmd) -> anyhow::Result<()> {
     }
 }
 
-/// `mbt bench infer`: load + optimise time and the median latency of tract on a model file,
-/// with deterministic pseudo-random inputs of the model's shapes (one thread: tract's
-/// single-threaded executor).
+/// `mbt bench infer`: load + optimise time and the median latency of a runtime on a model
+/// file, with deterministic pseudo-random inputs of the model's shapes (tract runs on one
+/// thread; give ONNX Runtime `--ort-threads 1` for a like-for-like comparison).
 pub fn bench(cmd: BenchCmd) -> anyhow::Result<()> {
     let BenchCmd::Infer {
         model,
+        runtime,
         batch,
         runs,
         json,
@@ -182,7 +245,7 @@ pub fn bench(cmd: BenchCmd) -> anyhow::Result<()> {
         bail!("--batch and --runs must be positive");
     }
     let t0 = std::time::Instant::now();
-    let m = mbt_infer::Model::load(&model, "cpu")?;
+    let mut m = Runner::load(&model, &runtime)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let fill = |n: usize, seed: u32| {
         let mut s = seed;
@@ -193,8 +256,9 @@ pub fn bench(cmd: BenchCmd) -> anyhow::Result<()> {
             })
             .collect::<Vec<f32>>()
     };
-    let video = fill(batch * m.video_shape.0 * m.video_shape.1, 1);
-    let audio = fill(batch * m.audio_shape.0 * m.audio_shape.1, 2);
+    let ((tv, pv), (ta, pa)) = m.shapes();
+    let video = fill(batch * tv * pv, 1);
+    let audio = fill(batch * ta * pa, 2);
     for _ in 0..3 {
         m.run(batch, &video, &audio)?;
     }
@@ -210,10 +274,10 @@ pub fn bench(cmd: BenchCmd) -> anyhow::Result<()> {
     if json {
         println!(
             "{}",
-            serde_json::json!({"model": model, "batch": batch, "runs": runs, "load_optimise_ms": load_ms, "median_ms": median, "min_ms": times[0]})
+            serde_json::json!({"model": model, "runtime": m.name(), "batch": batch, "runs": runs, "load_optimise_ms": load_ms, "median_ms": median, "min_ms": times[0]})
         );
     } else {
-        println!("{}: batch {batch}, load+optimise {load_ms:.1} ms, median {median:.3} ms, min {:.3} ms over {runs} runs (tract, 1 thread)", model.display(), times[0]);
+        println!("{}: batch {batch}, load+optimise {load_ms:.1} ms, median {median:.3} ms, min {:.3} ms over {runs} runs ({})", model.display(), times[0], m.name());
     }
     Ok(())
 }

@@ -211,3 +211,137 @@ fn onnxruntime_agrees_with_tract() {
         stderr(&o)
     );
 }
+
+/// The ONNX Runtime library the `ort` backend tests open: `ORT_DYLIB_PATH`, else where
+/// `scripts/fetch-onnxruntime.sh` (run by `scripts/test.sh`) puts the official build.
+fn onnxruntime_library() -> String {
+    if let Ok(p) = std::env::var("ORT_DYLIB_PATH") {
+        return p;
+    }
+    let p = format!(
+        "{}/.cache/mbt-edge/onnxruntime/libonnxruntime.so.1.32.0",
+        std::env::var("HOME").unwrap_or_default()
+    );
+    assert!(
+        std::path::Path::new(&p).exists(),
+        "{p} is missing: run scripts/fetch-onnxruntime.sh (scripts/test.sh does) or set ORT_DYLIB_PATH"
+    );
+    p
+}
+
+fn logits(o: &Output) -> Vec<Vec<f64>> {
+    assert!(o.status.success(), "{}", stderr(o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    ["logits", "logits_video", "logits_audio"]
+        .iter()
+        .map(|k| {
+            j[k][0]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+/// `mbt infer --backend ort` runs the shipped models on the official ONNX Runtime build (an
+/// independent implementation) and gets tract's logits, on the demo clip's tokens.
+#[test]
+fn onnxruntime_backend_equals_tract_on_the_shipped_models() {
+    let lib = onnxruntime_library();
+    let (v, a) = (tmp("demo-v.npy"), tmp("demo-a.npy"));
+    let o = mbt(&[
+        "tokenize",
+        "audio",
+        "models/demo/audio.wav",
+        "--patches",
+        "--out",
+        &a,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = mbt(&[
+        "tokenize",
+        "video",
+        "models/demo/frames",
+        "--set",
+        "video.tubelet=4",
+        "--out",
+        &v,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // fp32: the 1e-4. int8 (dynamic): activations are quantised per call, and a value
+    // on a rounding boundary may land one u8 step apart in the two runtimes; 1e-2 on logits of
+    // magnitude ~2 allows a few such steps, and the predicted class must be the same.
+    for (model, tol) in [("models/edge.onnx", 1e-4), ("models/edge-int8.onnx", 1e-2)] {
+        let run = |backend: &str| {
+            logits(&mbt(&[
+                "infer",
+                "--model",
+                model,
+                "--video",
+                &v,
+                "--audio",
+                &a,
+                "--backend",
+                backend,
+                "--ort-lib",
+                &lib,
+            ]))
+        };
+        let (tract, ort) = (run("tract"), run("ort"));
+        for (t, o) in tract.iter().zip(&ort) {
+            assert_eq!(t.len(), 6);
+            let diff = t
+                .iter()
+                .zip(o)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                diff <= tol,
+                "{model}: max |tract - ort| = {diff}: {t:?} vs {o:?}"
+            );
+            let argmax = |r: &[f64]| (0..r.len()).max_by(|&i, &j| r[i].total_cmp(&r[j]));
+            assert_eq!(argmax(t), argmax(o), "{model}: {t:?} vs {o:?}");
+        }
+    }
+
+    // An accelerator the library lacks, without "cpu" in the list: refused, not a CPU run.
+    let o = mbt(&[
+        "infer",
+        "--model",
+        "models/edge.onnx",
+        "--video",
+        &v,
+        "--audio",
+        &a,
+        "--backend",
+        "ort",
+        "--ort-lib",
+        &lib,
+        "--providers",
+        "qnn",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("qnn"), "{}", stderr(&o));
+    // A library that is not there: named.
+    let o = mbt(&[
+        "infer",
+        "--model",
+        "models/edge.onnx",
+        "--video",
+        &v,
+        "--audio",
+        &a,
+        "--backend",
+        "ort",
+        "--ort-lib",
+        "/nonexistent/libonnxruntime.so",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/libonnxruntime.so"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -10,34 +10,10 @@
 
 use std::time::Instant;
 
+use common::{inputs, median_ms};
 use mbt_infer::Model;
 
-fn inputs(n: usize, (t, p): (usize, usize), salt: u32) -> Vec<f32> {
-    // Deterministic pseudo-random values in [-1, 1] (no RNG dependency).
-    let mut x = 0x9E37_79B9u32 ^ salt;
-    (0..n * t * p)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn median_ms(model: &Model, n: usize, v: &[f32], a: &[f32], runs: usize) -> Result<f64, String> {
-    for _ in 0..2 {
-        model.run(n, v, a).map_err(|e| e.to_string())?;
-    }
-    let mut t = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t0 = Instant::now();
-        model.run(n, v, a).map_err(|e| e.to_string())?;
-        t.push(t0.elapsed().as_secs_f64() * 1e3);
-    }
-    t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
-}
+mod common;
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -81,8 +57,8 @@ fn check(path: &std::path::Path, runs: usize) -> Result<String, String> {
             .zip(g.fused.iter().chain(&g.video).chain(&g.audio))
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max);
-        let cpu_ms = median_ms(&cpu, n, &v, &a, runs)?;
-        let gpu_ms = median_ms(&gpu, n, &v, &a, runs)?;
+        let cpu_ms = median_ms(runs, || cpu.run(n, &v, &a).map(drop))?;
+        let gpu_ms = median_ms(runs, || gpu.run(n, &v, &a).map(drop))?;
         rows.push(format!(
             "{{\"batch\": {n}, \"max_abs_diff\": {diff:e}, \"cpu_ms\": {cpu_ms:.3}, \"cuda_ms\": {gpu_ms:.3}, \"cpu_over_cuda\": {:.2}}}",
             cpu_ms / gpu_ms

@@ -16,6 +16,9 @@ use mbt_core::metadata::{MetadataError, ModelMetadata};
 use thiserror::Error;
 use tract_onnx::prelude::*;
 
+#[cfg(feature = "ort")]
+pub mod onnxruntime;
+
 #[derive(Debug, Error)]
 pub enum InferError {
     #[error("{path}: cannot read: {source}")]
@@ -40,6 +43,30 @@ pub enum InferError {
     },
     #[error("inference failed: {0}")]
     Run(String),
+}
+
+/// Sets how many threads tract's matrix products use from now on, process-wide (tract keeps
+/// one default executor). 1 (the default) runs everything on the calling thread; more splits
+/// large products over a rayon pool, which helps a bigger model or batch more than the edge
+/// model's small ones (see BENCHMARKS.md). Errors only when the pool cannot be created.
+pub fn set_tract_threads(n: usize) -> Result<(), InferError> {
+    use tract_linalg::multithread::{set_default_executor, Executor};
+    if n <= 1 {
+        set_default_executor(Executor::SingleThread);
+        return Ok(());
+    }
+    // Built here rather than with `Executor::multithread`, which panics when the pool cannot
+    // be created (thread limits): that is an error to report, not a crash.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("tract-{i}"))
+        .num_threads(n)
+        .build()
+        .map_err(|e| InferError::Runtime {
+            name: "cpu".into(),
+            reason: format!("cannot start {n} tract threads: {e}"),
+        })?;
+    set_default_executor(Executor::MultiThread(std::sync::Arc::new(pool)));
+    Ok(())
 }
 
 /// Logits for a batch, row-major `[batch, classes]` each.
@@ -73,71 +100,40 @@ impl Model {
 
     /// Loads from memory; `name` is used in errors.
     pub fn from_bytes(bytes: &[u8], name: &str, runtime: &str) -> Result<Self, InferError> {
-        let onnx = tract_onnx::onnx();
-        let not_onnx = |e: TractError| InferError::NotOnnx {
-            path: name.into(),
-            reason: format!("{e:#}"),
-        };
-        let proto = onnx
-            .proto_model_for_read(&mut &bytes[..])
-            .map_err(not_onnx)?;
-        let metadata = ModelMetadata::from_props(
-            proto
-                .metadata_props
-                .iter()
-                .map(|p| (p.key.as_str(), p.value.as_str())),
-        )
-        .map_err(|source| InferError::Metadata {
-            path: name.into(),
+        Self::from_bytes_with_batch(bytes, name, runtime, None)
+    }
+
+    /// Like [`Model::load`], with the symbolic batch dimension `N` fixed to `batch` before
+    /// tract optimises the graph: a plan for exactly that batch size (and only it).
+    pub fn load_with_batch(path: &Path, runtime: &str, batch: usize) -> Result<Self, InferError> {
+        let bytes = std::fs::read(path).map_err(|source| InferError::Io {
+            path: path.display().to_string(),
             source,
         })?;
-        let tok = &metadata.tokenizer;
-        let video_shape = (tok.video.token_count(), tok.video.token_dim());
-        let audio_shape = (tok.audio.token_count(), tok.audio.token_dim());
-        let inconsistent = |reason: String| InferError::Inconsistent {
-            path: name.into(),
-            reason,
-        };
-        let graph = proto
-            .graph
-            .as_ref()
-            .ok_or_else(|| inconsistent("no graph".into()))?;
-        let inputs: Vec<&str> = graph
-            .input
-            .iter()
-            .map(|i| i.name.as_str())
-            .filter(|n| !graph.initializer.iter().any(|t| t.name == *n))
-            .collect();
-        if inputs != ["video", "audio"] {
-            return Err(inconsistent(format!(
-                "expected inputs [video, audio], found {inputs:?}"
-            )));
-        }
-        let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
-        if outputs != ["logits", "logits_video", "logits_audio"] {
-            return Err(inconsistent(format!(
-                "expected outputs [logits, logits_video, logits_audio], found {outputs:?}"
-            )));
-        }
-        let model = onnx.model_for_proto_model(&proto).map_err(not_onnx)?;
-        let typed = model
-            .into_typed()
-            .and_then(|m| m.into_decluttered())
-            .map_err(|e| inconsistent(format!("{e:#}")))?;
-        for (ix, (input, (t, p))) in ["video", "audio"]
-            .iter()
-            .zip([video_shape, audio_shape])
-            .enumerate()
-        {
-            let fact = typed
-                .input_fact(ix)
-                .map_err(|e| inconsistent(format!("{e:#}")))?;
-            let dims: Vec<String> = fact.shape.iter().map(|d| d.to_string()).collect();
-            if dims.len() != 3 || dims[1] != t.to_string() || dims[2] != p.to_string() {
-                return Err(inconsistent(format!(
-                    "input `{input}` is {dims:?} but the tokenizer settings give [N, {t}, {p}]"
-                )));
-            }
+        Self::from_bytes_with_batch(&bytes, &path.display().to_string(), runtime, Some(batch))
+    }
+
+    fn from_bytes_with_batch(
+        bytes: &[u8],
+        name: &str,
+        runtime: &str,
+        batch: Option<usize>,
+    ) -> Result<Self, InferError> {
+        let Checked {
+            metadata,
+            video_shape,
+            audio_shape,
+            mut typed,
+        } = check(bytes, name)?;
+        if let Some(n) = batch {
+            let mut subs = std::collections::HashMap::new();
+            subs.insert(typed.symbols.sym("N"), TDim::Val(n as i64));
+            typed = typed
+                .set_symbols(&subs)
+                .map_err(|e| InferError::Inconsistent {
+                    path: name.into(),
+                    reason: format!("fixing the batch to {n}: {e:#}"),
+                })?;
         }
         let rt_err = |reason: String| InferError::Runtime {
             name: runtime.into(),
@@ -162,24 +158,7 @@ impl Model {
 
     /// Runs a batch: `video` holds `batch * Tv * Pv` values, `audio` `batch * Ta * Pa`.
     pub fn run(&self, batch: usize, video: &[f32], audio: &[f32]) -> Result<Logits, InferError> {
-        let check = |name: &'static str, data: &[f32], (t, p): (usize, usize)| {
-            if batch == 0 || data.len() != batch * t * p {
-                let got = if t * p > 0 && data.len() % (t * p) == 0 {
-                    vec![data.len() / (t * p), t, p]
-                } else {
-                    vec![data.len()]
-                };
-                return Err(InferError::InputShape {
-                    name,
-                    got,
-                    tokens: t,
-                    dim: p,
-                });
-            }
-            Ok(())
-        };
-        check("video", video, self.video_shape)?;
-        check("audio", audio, self.audio_shape)?;
+        check_batch(batch, video, audio, self.video_shape, self.audio_shape)?;
         let run_err = |e: TractError| InferError::Run(format!("{e:#}"));
         let v = Tensor::from_shape(&[batch, self.video_shape.0, self.video_shape.1], video)
             .map_err(run_err)?;
@@ -201,4 +180,121 @@ impl Model {
             audio: take(2)?,
         })
     }
+}
+
+/// What every backend needs to know about a model file before running it.
+pub(crate) struct Checked {
+    pub metadata: ModelMetadata,
+    pub video_shape: (usize, usize),
+    pub audio_shape: (usize, usize),
+    pub typed: TypedModel,
+}
+
+/// Parses an ONNX file and refuses it, with the reason, unless its metadata is valid and its
+/// graph's interface is the one the metadata's tokenizer settings produce. Every backend goes
+/// through here, so a model tract would refuse is refused by ONNX Runtime too.
+pub(crate) fn check(bytes: &[u8], name: &str) -> Result<Checked, InferError> {
+    let onnx = tract_onnx::onnx();
+    let not_onnx = |e: TractError| InferError::NotOnnx {
+        path: name.into(),
+        reason: format!("{e:#}"),
+    };
+    let proto = onnx
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(not_onnx)?;
+    let metadata = ModelMetadata::from_props(
+        proto
+            .metadata_props
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str())),
+    )
+    .map_err(|source| InferError::Metadata {
+        path: name.into(),
+        source,
+    })?;
+    let tok = &metadata.tokenizer;
+    let video_shape = (tok.video.token_count(), tok.video.token_dim());
+    let audio_shape = (tok.audio.token_count(), tok.audio.token_dim());
+    let inconsistent = |reason: String| InferError::Inconsistent {
+        path: name.into(),
+        reason,
+    };
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| inconsistent("no graph".into()))?;
+    let inputs: Vec<&str> = graph
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .filter(|n| !graph.initializer.iter().any(|t| t.name == *n))
+        .collect();
+    if inputs != ["video", "audio"] {
+        return Err(inconsistent(format!(
+            "expected inputs [video, audio], found {inputs:?}"
+        )));
+    }
+    let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    if outputs != OUTPUTS {
+        return Err(inconsistent(format!(
+            "expected outputs [logits, logits_video, logits_audio], found {outputs:?}"
+        )));
+    }
+    let model = onnx.model_for_proto_model(&proto).map_err(not_onnx)?;
+    let typed = model
+        .into_typed()
+        .and_then(|m| m.into_decluttered())
+        .map_err(|e| inconsistent(format!("{e:#}")))?;
+    for (ix, (input, (t, p))) in ["video", "audio"]
+        .iter()
+        .zip([video_shape, audio_shape])
+        .enumerate()
+    {
+        let fact = typed
+            .input_fact(ix)
+            .map_err(|e| inconsistent(format!("{e:#}")))?;
+        let dims: Vec<String> = fact.shape.iter().map(|d| d.to_string()).collect();
+        if dims.len() != 3 || dims[1] != t.to_string() || dims[2] != p.to_string() {
+            return Err(inconsistent(format!(
+                "input `{input}` is {dims:?} but the tokenizer settings give [N, {t}, {p}]"
+            )));
+        }
+    }
+    Ok(Checked {
+        metadata,
+        video_shape,
+        audio_shape,
+        typed,
+    })
+}
+
+/// The graph's outputs, in order: fused, video head, audio head.
+pub(crate) const OUTPUTS: [&str; 3] = ["logits", "logits_video", "logits_audio"];
+
+/// Refuses a batch whose buffers do not hold `batch` windows of the model's token shapes.
+pub(crate) fn check_batch(
+    batch: usize,
+    video: &[f32],
+    audio: &[f32],
+    video_shape: (usize, usize),
+    audio_shape: (usize, usize),
+) -> Result<(), InferError> {
+    let check = |name: &'static str, data: &[f32], (t, p): (usize, usize)| {
+        if batch == 0 || data.len() != batch * t * p {
+            let got = if t * p > 0 && data.len() % (t * p) == 0 {
+                vec![data.len() / (t * p), t, p]
+            } else {
+                vec![data.len()]
+            };
+            return Err(InferError::InputShape {
+                name,
+                got,
+                tokens: t,
+                dim: p,
+            });
+        }
+        Ok(())
+    };
+    check("video", video, video_shape)?;
+    check("audio", audio, audio_shape)
 }

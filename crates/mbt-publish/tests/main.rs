@@ -5,6 +5,7 @@
 //! line and pass. The 30 s outage test is `#[ignore]`d:
 //! `cargo test -p mbt-publish --test integration -- --ignored --nocapture`.
 
+mod broker;
 mod common;
 mod config_files;
 mod metrics_http;

@@ -1,0 +1,36 @@
+//! What the benchmark examples share: the same inputs and the same timing loop for every
+//! runtime they compare.
+
+use std::time::Instant;
+
+/// Deterministic pseudo-random values in [-1, 1] for `n` windows of `(tokens, dim)` (no RNG
+/// dependency, identical for every runtime).
+pub fn inputs(n: usize, (t, p): (usize, usize), salt: u32) -> Vec<f32> {
+    let mut x = 0x9E37_79B9u32 ^ salt;
+    (0..n * t * p)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Median wall time of `run` in milliseconds over `runs` calls, after two warm-up calls.
+pub fn median_ms<E: std::fmt::Display>(
+    runs: usize,
+    mut run: impl FnMut() -> Result<(), E>,
+) -> Result<f64, String> {
+    for _ in 0..2 {
+        run().map_err(|e| e.to_string())?;
+    }
+    let mut t = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t0 = Instant::now();
+        run().map_err(|e| e.to_string())?;
+        t.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
