@@ -37,6 +37,20 @@ pub enum Loss {
     Sigmoid,
 }
 
+/// What each stream head's own loss is measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamTargets {
+    /// The clip's label, with the `loss` above (the method's recipe).
+    Label,
+    /// What that modality alone can know: every label the kinds it perceives could make (the
+    /// kinds heard for audio, the kinds seen for video, from the data set's manifest), with a
+    /// sigmoid loss. On AVE-Intersect one modality cannot tell the label, so asking its head
+    /// for the label only teaches it the guess; asking for its candidates teaches it to
+    /// recognise what it perceives, which the fused head then intersects.
+    Kinds,
+}
+
 /// The training recipe: the `[train]` table of a model config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -58,6 +72,8 @@ pub struct TrainConfig {
     pub label_smoothing: f64,
     /// Weight of each stream head's own loss next to the fused loss.
     pub modality_loss_weight: f64,
+    /// Targets of the stream heads' losses (`label` or `kinds`).
+    pub stream_targets: StreamTargets,
     /// Mixup: probability of mixing a batch, and the Beta(alpha, alpha) of the mixing weight.
     pub mixup_prob: f64,
     pub mixup_alpha: f64,
@@ -92,6 +108,7 @@ impl Default for TrainConfig {
             loss: Loss::Softmax,
             label_smoothing: 0.1,
             modality_loss_weight: 1.0,
+            stream_targets: StreamTargets::Label,
             mixup_prob: 0.0,
             mixup_alpha: 0.3,
             time_masks: 2,
@@ -198,6 +215,9 @@ pub struct Batch {
     pub n: usize,
     pub inputs: Vec<Vec<f32>>,
     pub targets: Vec<f32>,
+    /// Per stream `[n, classes]` multi-hot targets of its head (`StreamTargets::Kinds`), or
+    /// empty: every head is trained on `targets`.
+    pub stream_targets: Vec<Vec<f32>>,
 }
 
 /// Losses of one step (before the optimiser moved the weights).
@@ -292,9 +312,19 @@ impl Trainer {
         let fused = loss(out.logits, targets.clone(), self.train.loss);
         let mut total = fused.clone();
         if self.train.modality_loss_weight > 0.0 {
-            for l in out.stream_logits {
-                total = total
-                    + loss(l, targets.clone(), self.train.loss) * self.train.modality_loss_weight;
+            for (i, l) in out.stream_logits.into_iter().enumerate() {
+                let own = match batch.stream_targets.get(i) {
+                    Some(t) => loss(
+                        l,
+                        Tensor::from_data(
+                            TensorData::new(t.clone(), [batch.n, classes]),
+                            &self.device,
+                        ),
+                        Loss::Sigmoid,
+                    ),
+                    None => loss(l, targets.clone(), self.train.loss),
+                };
+                total = total + own * self.train.modality_loss_weight;
             }
         }
         let stats = StepStats {

@@ -26,12 +26,70 @@ struct Entry {
     label: String,
     audio: String,
     video: String,
+    /// The generator's parameters; training with `stream_targets = "kinds"` reads the kinds
+    /// heard (`params.audio.sounds[].kind`) and seen (`params.video.objects[].kind`).
+    #[serde(default)]
+    params: Option<Params>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Params {
+    audio: AudioParams,
+    video: VideoParams,
+}
+
+#[derive(Debug, Deserialize)]
+struct AudioParams {
+    sounds: Vec<Perceived>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VideoParams {
+    objects: Vec<Perceived>,
+}
+
+/// A sound or an object: only its kind matters here.
+#[derive(Debug, Deserialize)]
+struct Perceived {
+    kind: String,
+}
+
+/// The labels a perceived kind could make: the kind's event label(s) (a door sound or picture
+/// alone cannot tell slammed from softly closed), and `none` always (the other modality may
+/// not share the kind).
+fn candidates(kinds: &[&str], labels: &[String]) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    let mut add = |name: &str| {
+        if let Some(i) = labels.iter().position(|l| l == name) {
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+    };
+    for kind in kinds {
+        match *kind {
+            "dog" => add("dog_barking"),
+            "glass" => add("glass_breaking"),
+            "speech" => add("person_speaking"),
+            "door" => {
+                add("door_slammed");
+                add("door_closed_softly");
+            }
+            _ => {}
+        }
+    }
+    add("none");
+    out.sort_unstable();
+    out
 }
 
 /// A decoded clip.
 pub struct Clip {
     pub id: String,
     pub label: usize,
+    /// Per stream (video, audio): the labels what that stream perceives could make, when the
+    /// manifest records the generator's parameters.
+    pub candidates: Option<[Vec<usize>; 2]>,
     /// Raw log-mel, unpadded (frames x bins).
     pub log_mel: LogMel,
     pub width: usize,
@@ -164,9 +222,15 @@ impl DataSet {
         };
         let (width, height) = (first.width, first.height);
         let label = labels.iter().position(|l| *l == e.label).unwrap_or(0);
+        let candidates = e.params.as_ref().map(|p| {
+            let seen: Vec<&str> = p.video.objects.iter().map(|o| o.kind.as_str()).collect();
+            let heard: Vec<&str> = p.audio.sounds.iter().map(|s| s.kind.as_str()).collect();
+            [candidates(&seen, labels), candidates(&heard, labels)]
+        });
         Ok(Clip {
             id: e.id.clone(),
             label,
+            candidates,
             log_mel,
             width,
             height,

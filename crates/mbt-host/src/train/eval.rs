@@ -51,7 +51,7 @@ fn collect(
         for chunk in split.clips.chunks(batch_size.max(1)) {
             let clips: Vec<_> = chunk.iter().collect();
             let plans = vec![plan.clone(); clips.len()];
-            let batch = make_batch(tok, &clips, &plans, classes)?;
+            let batch = make_batch(tok, &clips, &plans, classes, false)?;
             let p = predict_batch(&batch)?;
             let all = std::iter::once(p.fused).chain(p.streams);
             if outs.is_empty() {

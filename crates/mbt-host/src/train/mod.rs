@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use burn::module::Module;
-use mbt_model::train::{Batch, TrainConfig, Trainer};
+use mbt_model::train::{Batch, StreamTargets, TrainConfig, Trainer};
 use mbt_model::ModelConfig;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -121,12 +121,14 @@ pub struct LogLine {
     pub seconds: f64,
 }
 
-/// Tokens for a list of clips (one plan each), as a [`Batch`] with one-hot targets.
+/// Tokens for a list of clips (one plan each), as a [`Batch`] with one-hot targets, and with
+/// each stream's candidate labels as its head's targets when `stream_kinds` is set.
 pub fn make_batch(
     tok: &Tokenizer,
     clips: &[&Clip],
     plans: &[AugmentPlan],
     classes: usize,
+    stream_kinds: bool,
 ) -> anyhow::Result<Batch> {
     let pairs = clips
         .par_iter()
@@ -143,10 +145,29 @@ pub fn make_batch(
     for (i, c) in clips.iter().enumerate() {
         targets[i * classes + c.label] = 1.0;
     }
+    let mut stream_targets = Vec::new();
+    if stream_kinds {
+        stream_targets = vec![vec![0f32; clips.len() * classes]; 2];
+        for (i, c) in clips.iter().enumerate() {
+            let Some(cands) = &c.candidates else {
+                bail!(
+                    "clip {}: train.stream_targets = \"kinds\" needs the generator's `params` \
+                     (kinds heard and seen) in manifest.jsonl, and this entry has none",
+                    c.id
+                );
+            };
+            for (s, cand) in cands.iter().enumerate() {
+                for &k in cand {
+                    stream_targets[s][i * classes + k] = 1.0;
+                }
+            }
+        }
+    }
     Ok(Batch {
         n: clips.len(),
         inputs: vec![video, audio],
         targets,
+        stream_targets,
     })
 }
 
@@ -204,6 +225,9 @@ fn mixup(batch: &mut Batch, rng: &mut Rng, alpha: f64) -> f32 {
     }
     let classes = batch.targets.len() / n;
     batch.targets = mix(&batch.targets, classes);
+    for t in batch.stream_targets.iter_mut() {
+        *t = mix(t, classes);
+    }
     lam
 }
 
@@ -382,7 +406,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     AugmentPlan::draw(&mut rng, &train_cfg, (spec_frames, bins), img)
                 })
                 .collect();
-            let mut batch = make_batch(&tok, &clips, &plans, classes)?;
+            let mut batch = make_batch(
+                &tok,
+                &clips,
+                &plans,
+                classes,
+                train_cfg.stream_targets == StreamTargets::Kinds,
+            )?;
             let labels_now: Vec<usize> = clips.iter().map(|c| c.label).collect();
             let mut rng = Rng::new(state.seed, &[0x41C5, state.step as u64]);
             if rng.f64() < train_cfg.mixup_prob {
