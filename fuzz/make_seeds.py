@@ -42,13 +42,17 @@ f64 = lambda x: struct.pack("<d", x)
 def event(schema=1, id="1732630000000-0001", kind=0, label="glass_breaking", score=0.93,
           score_audio=0.71, score_video=None, audio=True, video=False,
           start_ms=1_732_630_000_000, end_ms=None, start_s=3.0, end_s=None,
-          model_version="edge-test"):
-    return b"".join([
+          model_version="edge-test", evidence=None):
+    """Schema 1 has no `evidence`; schema 2 ends with Option<{jpeg: Option, wav: Option}>."""
+    fields = [
         varint(schema), string(id), varint(kind), string(label), f32(score),
         opt(score_audio, f32), opt(score_video, f32), bytes([audio, video]),
         varint(start_ms), opt(end_ms, varint), f64(start_s), opt(end_s, f64),
         string(model_version),
-    ])
+    ]
+    if schema >= 2:
+        fields.append(opt(evidence, lambda e: opt(e[0], string) + opt(e[1], string)))
+    return b"".join(fields)
 
 
 def cobs(data):
@@ -90,9 +94,14 @@ write("frame_decode", "update", cobs(update))
 write("frame_decode", "end", cobs(end))
 write("frame_decode", "long", cobs(long_))
 write("frame_decode", "stream_with_garbage", cobs(new) + b"\x07garbage\x00" + cobs(end))
-write("frame_decode", "future_schema", cobs(event(schema=2)))
+write("frame_decode", "future_schema", cobs(event(schema=3)))
+v2 = event(schema=2, evidence=("/var/lib/mbtd/evidence/1732630000000-0001.jpg", None))
+v2_end = event(schema=2, id="1732630000000-0002", kind=2, end_ms=1_732_630_004_500, end_s=7.75)
+write("frame_decode", "v2_new_with_evidence", cobs(v2))
+write("frame_decode", "v2_end_without_evidence", cobs(v2_end))
 
 write("spool_scan", "three_records", record(new) + record(update) + record(end))
+write("spool_scan", "schema_1_then_2", record(new) + record(v2) + record(v2_end))
 write("spool_scan", "torn_tail", record(new) + record(end)[:20])
 write("spool_scan", "garbage_between", record(new) + b"junk MBSR junk" + record(end))
 write("spool_scan", "flipped_byte", record(new)[:30] + b"\xff" + record(new)[31:] + record(end))

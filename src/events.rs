@@ -152,6 +152,7 @@ impl EventTracker {
             start_s: us_to_secs(start),
             end_s: end.map(us_to_secs),
             model_version: self.model_version.clone(),
+            evidence: None,
         }
     }
 

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use crate::backend;
 use crate::clock::{secs_to_us, Clock};
 use crate::config::{Config, EventsConfig};
-use crate::detector::{check_model, Detector, Scored};
+use crate::detector::{check_model, Detector, Scored, WindowMedia};
 use crate::events::EventTracker;
 use crate::publish::{EvidenceWriter, PipelineMetrics};
 use crate::queue::{Overflow, WindowQueue};
@@ -286,6 +286,7 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
     let inference = {
         let (queue, stats, metrics) = (queue.clone(), stats.clone(), metrics.clone());
         let mut detector = p.detector;
+        let clock = p.clock;
         std::thread::Builder::new()
             .name("mbtd-inference".into())
             .spawn(move || {
@@ -299,6 +300,13 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
                     }
                     match result {
                         Ok(scored) => {
+                            let ends: Vec<u64> = scored.iter().map(|s| s.end_us).collect();
+                            stats.record_batch(
+                                t0.elapsed().as_micros() as u64,
+                                scored.len(),
+                                clock.now_us(),
+                                &ends,
+                            );
                             for s in scored {
                                 if scored_tx.blocking_send(s).is_err() {
                                     return;
@@ -332,14 +340,17 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
                         tracing::warn!("{err}");
                     }
                 }
-                let events = tracker.observe(&s);
+                let mut events = tracker.observe(&s);
                 let media = std::mem::take(&mut s.media);
                 if let Some(ev) = evidence.as_mut() {
-                    ev.write(&events, &media).await;
+                    ev.write(&mut events, &media).await;
                 }
                 deliver(&mut sinks, &events, &stats, metrics.as_deref()).await;
             }
-            let events = tracker.finish();
+            let mut events = tracker.finish();
+            if let Some(ev) = evidence.as_mut() {
+                ev.write(&mut events, &WindowMedia::default()).await;
+            }
             deliver(&mut sinks, &events, &stats, metrics.as_deref()).await;
             for s in sinks.iter_mut() {
                 if let Err(err) = s.close().await {

@@ -23,12 +23,13 @@
 //! if that fails too, evidence is off (with a warning) and detection goes on. An `evidence.dir`
 //! set explicitly is never replaced: if it is not writable, `mbtd` stops at start naming it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use mbt_core::event::{Event, EventKind};
+use mbt_core::event::{Event, EventKind, Evidence};
 use mbt_publish::backoff::Backoff;
 use mbt_publish::evidence::{AudioRef, EvidenceStore, FrameRef};
 use mbt_publish::gpio::{GpioSink, RppalPins};
@@ -210,47 +211,66 @@ fn open_evidence(cfg: &Config) -> anyhow::Result<Option<Arc<EvidenceStore>>> {
 }
 
 /// Writes the evidence of events as they come out of the event tracker, before any sink sees
-/// them. The files are named by the event id (`<id>.jpg`, `<id>.wav` in the evidence
-/// directory), which every record of the event carries: that is how the MQTT snapshot
-/// publisher, and a user, find them. (The shared event type has no field for them: adding one
-/// changes its postcard layout, a schema bump for every decoder; left for later.)
+/// them, and names the files in the event (`evidence`, schema 2). The files are named by the
+/// event id (`<id>.jpg`, `<id>.wav` in the evidence directory), so the MQTT snapshot publisher
+/// and a user can also find them from the id alone.
 pub struct EvidenceWriter {
     store: Arc<EvidenceStore>,
+    /// What each open event's files are, for its later records (an `end` has no media).
+    open: HashMap<String, Evidence>,
 }
 
 impl EvidenceWriter {
     pub fn new(store: Arc<EvidenceStore>) -> Self {
-        EvidenceWriter { store }
+        EvidenceWriter {
+            store,
+            open: HashMap::new(),
+        }
     }
 
     /// `new` and `update` events take the window's media as their evidence (an update means a
     /// higher peak: a better picture of it); `end` events keep what they had. Encoding runs
-    /// off the runtime's threads. A failed write is logged and the event goes out anyway: a
-    /// full disk must not stop events.
-    pub async fn write(&mut self, events: &[Event], media: &WindowMedia) {
-        if media.key_frame.is_none() && media.audio.is_none() {
-            return;
-        }
-        for e in events.iter().filter(|e| e.kind != EventKind::End) {
-            let (store, id, media) = (self.store.clone(), e.id.clone(), media.clone());
-            let saved = tokio::task::spawn_blocking(move || {
-                let frame = media.key_frame.as_deref().map(|f| FrameRef {
-                    width: f.width,
-                    height: f.height,
-                    rgb: &f.data,
-                });
-                let audio = media.audio.as_ref().map(|(rate, s)| AudioRef {
-                    rate: *rate,
-                    samples: s,
-                });
-                store.save(&id, frame, audio)
-            })
-            .await;
-            match saved {
-                Ok(Ok(s)) => tracing::debug!("event {}: evidence {:?} {:?}", e.id, s.jpeg, s.wav),
-                Ok(Err(err)) => tracing::warn!("event {}: {err}", e.id),
-                Err(err) => tracing::warn!("event {}: evidence task failed: {err}", e.id),
+    /// off the runtime's threads. A failed write is logged and the event goes out anyway
+    /// (with the evidence it had before, if any): a full disk must not stop events.
+    pub async fn write(&mut self, events: &mut [Event], media: &WindowMedia) {
+        let have_media = media.key_frame.is_some() || media.audio.is_some();
+        for e in events.iter_mut() {
+            if e.kind == EventKind::End {
+                e.evidence = self.open.remove(&e.id);
+                continue;
             }
+            if have_media {
+                let (store, id, media) = (self.store.clone(), e.id.clone(), media.clone());
+                let saved = tokio::task::spawn_blocking(move || {
+                    let frame = media.key_frame.as_deref().map(|f| FrameRef {
+                        width: f.width,
+                        height: f.height,
+                        rgb: &f.data,
+                    });
+                    let audio = media.audio.as_ref().map(|(rate, s)| AudioRef {
+                        rate: *rate,
+                        samples: s,
+                    });
+                    store.save(&id, frame, audio)
+                })
+                .await;
+                match saved {
+                    Ok(Ok(s)) => {
+                        let path = |p: Option<std::path::PathBuf>| {
+                            p.map(|p| p.to_string_lossy().into_owned())
+                        };
+                        let ev = Evidence {
+                            jpeg: path(s.jpeg),
+                            wav: path(s.wav),
+                        };
+                        tracing::debug!("event {}: evidence {ev:?}", e.id);
+                        self.open.insert(e.id.clone(), ev);
+                    }
+                    Ok(Err(err)) => tracing::warn!("event {}: {err}", e.id),
+                    Err(err) => tracing::warn!("event {}: evidence task failed: {err}", e.id),
+                }
+            }
+            e.evidence = self.open.get(&e.id).cloned();
         }
     }
 }
@@ -586,6 +606,7 @@ mod tests {
             start_s: 0.0,
             end_s: None,
             model_version: "t".into(),
+            evidence: None,
         }
     }
 
@@ -618,7 +639,8 @@ mod tests {
         assert_eq!(pin.levels(), [false, true, false], "off at close");
     }
 
-    /// `new` writes `<id>.jpg` and `<id>.wav`; `end` writes nothing.
+    /// `new` writes `<id>.jpg` and `<id>.wav` and names them in the event; `end` writes
+    /// nothing and repeats its event's files (none for an event this writer never saw).
     #[tokio::test]
     async fn evidence_is_written_under_the_event_id() {
         let dir = std::env::temp_dir().join(format!("mbtd-unit-evidence-{}", std::process::id()));
@@ -638,10 +660,23 @@ mod tests {
         };
         let mut end = event(EventKind::End, "glass_breaking");
         end.id = "1-0002".into();
-        w.write(&[event(EventKind::New, "glass_breaking"), end], &media)
-            .await;
+        let mut batch = [event(EventKind::New, "glass_breaking"), end];
+        w.write(&mut batch, &media).await;
         assert!(dir.join("1-0001.jpg").is_file() && dir.join("1-0001.wav").is_file());
         assert!(!dir.join("1-0002.jpg").exists());
+        let named = batch[0]
+            .evidence
+            .clone()
+            .expect("evidence named in the event");
+        assert_eq!(
+            named.jpeg.as_deref(),
+            Some(dir.join("1-0001.jpg").to_string_lossy().as_ref())
+        );
+        assert_eq!(batch[1].evidence, None);
+        // The end of 1-0001, with no media: the files of its new.
+        let mut end = [event(EventKind::End, "glass_breaking")];
+        w.write(&mut end, &WindowMedia::default()).await;
+        assert_eq!(end[0].evidence, Some(named));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -5,6 +5,7 @@
 //! every minute while running), and tests assert on it.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -17,6 +18,8 @@ macro_rules! counters {
             /// Last and largest measured audio drift (clock time minus sample-count time), µs.
             pub audio_drift_last_us: AtomicI64,
             pub audio_drift_max_abs_us: AtomicU64,
+            /// Per-window latencies, for the quantiles of the report.
+            pub latencies: Mutex<Latencies>,
         }
 
         /// A snapshot of [`Stats`].
@@ -25,14 +28,36 @@ macro_rules! counters {
             $($(#[$doc])* pub $name: u64,)*
             pub audio_drift_last_us: i64,
             pub audio_drift_max_abs_us: u64,
+            /// Tokenize + infer time per window (a batch's time shared by its windows), µs:
+            /// median, 99th percentile and maximum of the last [`LATENCY_KEEP`] windows.
+            pub compute_p50_us: Option<u64>,
+            pub compute_p99_us: Option<u64>,
+            pub compute_max_us: Option<u64>,
+            /// From the end of a window on the clock (its last sample due) to its scores
+            /// being ready, µs: what a live source or a paced replay waits for a detection.
+            /// `None` when no window was scored after its end (replay as fast as possible
+            /// runs ahead of the clock).
+            pub latency_p50_us: Option<u64>,
+            pub latency_p99_us: Option<u64>,
+            pub latency_max_us: Option<u64>,
         }
 
         impl Stats {
             pub fn snapshot(&self) -> Report {
+                let (compute, latency) = match self.latencies.lock() {
+                    Ok(l) => (l.compute.quantiles(), l.latency.quantiles()),
+                    Err(_) => (None, None),
+                };
                 Report {
                     $($name: self.$name.load(Ordering::Relaxed),)*
                     audio_drift_last_us: self.audio_drift_last_us.load(Ordering::Relaxed),
                     audio_drift_max_abs_us: self.audio_drift_max_abs_us.load(Ordering::Relaxed),
+                    compute_p50_us: compute.map(|q| q.0),
+                    compute_p99_us: compute.map(|q| q.1),
+                    compute_max_us: compute.map(|q| q.2),
+                    latency_p50_us: latency.map(|q| q.0),
+                    latency_p99_us: latency.map(|q| q.1),
+                    latency_max_us: latency.map(|q| q.2),
                 }
             }
         }
@@ -83,7 +108,64 @@ counters! {
     sink_errors,
 }
 
+/// How many recent windows the latency quantiles cover (a bounded memory for a daemon that
+/// runs for months: the report describes the recent past).
+pub const LATENCY_KEEP: usize = 4096;
+
+/// The last [`LATENCY_KEEP`] values of a series, oldest overwritten first.
+#[derive(Debug, Default)]
+pub struct Ring {
+    values: Vec<u64>,
+    next: usize,
+}
+
+impl Ring {
+    pub fn push(&mut self, v: u64) {
+        if self.values.len() < LATENCY_KEEP {
+            self.values.push(v);
+        } else {
+            self.values[self.next] = v;
+        }
+        self.next = (self.next + 1) % LATENCY_KEEP;
+    }
+
+    /// (median, 99th percentile, maximum) by the nearest-rank method; `None` when empty.
+    pub fn quantiles(&self) -> Option<(u64, u64, u64)> {
+        let mut v = self.values.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        Some((rank(0.5), rank(0.99), v[v.len() - 1]))
+    }
+}
+
+/// Per-window compute time and detection latency.
+#[derive(Debug, Default)]
+pub struct Latencies {
+    pub compute: Ring,
+    pub latency: Ring,
+}
+
 impl Stats {
+    /// Records a scored batch: its compute time shared by its `n` windows, and for each window
+    /// the time from its end on the clock to now (skipped when negative: replay ahead of the
+    /// clock).
+    pub fn record_batch(&self, compute_us: u64, n: usize, now_us: u64, window_ends_us: &[u64]) {
+        let Ok(mut l) = self.latencies.lock() else {
+            return;
+        };
+        for _ in 0..n {
+            l.compute.push(compute_us / n.max(1) as u64);
+        }
+        for &end in window_ends_us {
+            if now_us >= end {
+                l.latency.push(now_us - end);
+            }
+        }
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -96,5 +178,43 @@ impl Stats {
         self.audio_drift_last_us.store(drift_us, Ordering::Relaxed);
         self.audio_drift_max_abs_us
             .fetch_max(drift_us.unsigned_abs(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let mut r = Ring::default();
+        assert_eq!(r.quantiles(), None);
+        for v in (1..=100).rev() {
+            r.push(v);
+        }
+        // 1..=100: the 50th value is 50, the 99th is 99.
+        assert_eq!(r.quantiles(), Some((50, 99, 100)));
+    }
+
+    #[test]
+    fn the_ring_keeps_only_the_most_recent_values() {
+        let mut r = Ring::default();
+        for _ in 0..LATENCY_KEEP {
+            r.push(1_000_000);
+        }
+        for _ in 0..LATENCY_KEEP {
+            r.push(7);
+        }
+        assert_eq!(r.quantiles(), Some((7, 7, 7)));
+    }
+
+    #[test]
+    fn a_batch_shares_its_time_and_skips_windows_ahead_of_the_clock() {
+        let s = Stats::default();
+        s.record_batch(3000, 3, 10_000, &[9_000, 8_000, 20_000]);
+        let r = s.snapshot();
+        assert_eq!(r.compute_p50_us, Some(1000));
+        assert_eq!(r.latency_max_us, Some(2000));
+        assert_eq!(r.latency_p50_us, Some(1000));
     }
 }

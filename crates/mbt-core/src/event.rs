@@ -6,8 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Current event schema version.
-pub const EVENT_SCHEMA: u16 = 1;
+/// Current event schema version. 2 added [`Event::evidence`]; schema-1 records (written by an
+/// older daemon, e.g. still in a spool after an upgrade) decode through [`EventV1`].
+pub const EVENT_SCHEMA: u16 = 2;
 
 /// Where an event is in its life: Frigate-style new / update / end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +51,59 @@ pub struct Event {
     pub start_s: f64,
     pub end_s: Option<f64>,
     pub model_version: String,
+    /// The evidence files of the event (the key frame as JPEG, the window's audio as WAV),
+    /// absolute paths on the device, when evidence is on and the files were written: set on
+    /// `new`, replaced on an `update` (a higher peak, a better picture), repeated on `end`.
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
+}
+
+/// Where an event's evidence lies on the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub jpeg: Option<String>,
+    pub wav: Option<String>,
+}
+
+/// The schema-1 layout (no `evidence`): postcard is not self-describing, so an older record
+/// needs its own type to be read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventV1 {
+    pub schema: u16,
+    pub id: String,
+    pub kind: EventKind,
+    pub label: String,
+    pub score: f32,
+    pub score_audio: Option<f32>,
+    pub score_video: Option<f32>,
+    pub modalities: Modalities,
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+    pub start_s: f64,
+    pub end_s: Option<f64>,
+    pub model_version: String,
+}
+
+impl From<EventV1> for Event {
+    /// The same event without evidence; `schema` says what it was written as.
+    fn from(e: EventV1) -> Event {
+        Event {
+            schema: e.schema,
+            id: e.id,
+            kind: e.kind,
+            label: e.label,
+            score: e.score,
+            score_audio: e.score_audio,
+            score_video: e.score_video,
+            modalities: e.modalities,
+            start_ms: e.start_ms,
+            end_ms: e.end_ms,
+            start_s: e.start_s,
+            end_s: e.end_s,
+            model_version: e.model_version,
+            evidence: None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -75,6 +129,10 @@ mod tests {
             start_s: 3.0,
             end_s: None,
             model_version: "edge-test".into(),
+            evidence: Some(Evidence {
+                jpeg: Some("/var/lib/mbtd/evidence/1732630000000-0001.jpg".into()),
+                wav: None,
+            }),
         };
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains(r#""kind":"new""#), "{json}");
@@ -82,5 +140,11 @@ mod tests {
         let bytes = postcard::to_allocvec(&e).unwrap();
         assert_eq!(bytes[0], EVENT_SCHEMA as u8, "schema is the first varint");
         assert_eq!(postcard::from_bytes::<Event>(&bytes).unwrap(), e);
+        // A schema-1 JSON line (no `evidence` key) still reads.
+        let v1 = json.replace(r#""schema":2"#, r#""schema":1"#);
+        let v1 = &v1[..v1.find(r#","evidence""#).unwrap()];
+        let back: Event = serde_json::from_str(&format!("{v1}}}")).unwrap();
+        assert_eq!(back.evidence, None);
+        assert_eq!(back.schema, 1);
     }
 }

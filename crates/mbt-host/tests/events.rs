@@ -38,6 +38,7 @@ fn events() -> Vec<Event> {
         start_s: 3.25,
         end_s: None,
         model_version: "edge-test".into(),
+        evidence: None,
     };
     let update = Event {
         kind: EventKind::Update,

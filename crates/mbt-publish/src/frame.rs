@@ -7,9 +7,11 @@
 //!
 //! Versioning: [`Event::schema`] is the first field, so it is the first postcard varint of the
 //! decoded bytes. The decoder reads it before anything else and refuses a schema it does not
-//! know ([`FrameError::Schema`]) instead of misreading the rest.
+//! know ([`FrameError::Schema`]) instead of misreading the rest. Schema 1 (before
+//! `evidence`) is still read, through its own layout, so a spool written by an older daemon
+//! is delivered after an upgrade instead of being skipped as damaged.
 
-use mbt_core::event::{Event, EVENT_SCHEMA};
+use mbt_core::event::{Event, EventV1, EVENT_SCHEMA};
 
 /// Frames longer than this are refused by the stream decoder (a real event is a few hundred
 /// bytes; the bound keeps a garbage stream without zeros from growing the buffer forever).
@@ -23,7 +25,7 @@ pub enum FrameError {
     Cobs(usize),
     #[error("frame of {len} bytes or more is longer than the limit of {max}")]
     TooLong { len: usize, max: usize },
-    #[error("event schema {found} is not the supported schema {expected}")]
+    #[error("event schema {found} is not one this build reads (1 to {expected})")]
     Schema { found: u16, expected: u16 },
     #[error("bad postcard event: {0}")]
     Postcard(String),
@@ -51,14 +53,20 @@ pub fn decode(frame: &[u8]) -> Result<Event, FrameError> {
 pub fn decode_postcard(raw: &[u8]) -> Result<Event, FrameError> {
     let (schema, _) = postcard::take_from_bytes::<u16>(raw)
         .map_err(|e| FrameError::Postcard(format!("schema: {e}")))?;
-    if schema != EVENT_SCHEMA {
-        return Err(FrameError::Schema {
-            found: schema,
-            expected: EVENT_SCHEMA,
-        });
-    }
-    let (event, rest) =
-        postcard::take_from_bytes::<Event>(raw).map_err(|e| FrameError::Postcard(e.to_string()))?;
+    let bad = |e: postcard::Error| FrameError::Postcard(e.to_string());
+    let (event, rest) = match schema {
+        EVENT_SCHEMA => postcard::take_from_bytes::<Event>(raw).map_err(bad)?,
+        1 => {
+            let (v1, rest) = postcard::take_from_bytes::<EventV1>(raw).map_err(bad)?;
+            (Event::from(v1), rest)
+        }
+        _ => {
+            return Err(FrameError::Schema {
+                found: schema,
+                expected: EVENT_SCHEMA,
+            })
+        }
+    };
     if !rest.is_empty() {
         return Err(FrameError::Trailing(rest.len()));
     }
@@ -166,6 +174,7 @@ pub(crate) mod tests {
             start_s: 3.0,
             end_s: None,
             model_version: "edge-test".into(),
+            evidence: None,
         }
     }
 
@@ -190,6 +199,71 @@ pub(crate) mod tests {
         e.label = "y".repeat(300);
         let f = encode(&e).unwrap();
         assert_eq!(decode(&f).unwrap(), e);
+    }
+
+    #[test]
+    fn schema_1_records_still_decode_without_evidence() {
+        let mut e = event("old-1", EventKind::New);
+        let v1 = mbt_core::event::EventV1 {
+            schema: 1,
+            id: e.id.clone(),
+            kind: e.kind,
+            label: e.label.clone(),
+            score: e.score,
+            score_audio: e.score_audio,
+            score_video: e.score_video,
+            modalities: e.modalities,
+            start_ms: e.start_ms,
+            end_ms: e.end_ms,
+            start_s: e.start_s,
+            end_s: e.end_s,
+            model_version: e.model_version.clone(),
+        };
+        let f = postcard::to_allocvec_cobs(&v1).unwrap();
+        e.schema = 1;
+        assert_eq!(decode(&f).unwrap(), e);
+        // And a schema-2 record is not read as schema 1 (its layout is longer).
+        let mut new = event("new-1", EventKind::New);
+        new.evidence = Some(mbt_core::event::Evidence {
+            jpeg: Some("/e/new-1.jpg".into()),
+            wav: Some("/e/new-1.wav".into()),
+        });
+        assert_eq!(decode(&encode(&new).unwrap()).unwrap(), new);
+    }
+
+    /// The fuzz seeds are written by an independent encoder (`fuzz/make_seeds.py`, postcard's
+    /// wire format by hand), so decoding them checks the layout of both schemas.
+    #[test]
+    fn hand_encoded_frames_of_both_schemas_decode() {
+        let v1 = decode(include_bytes!("../../../fuzz/seeds/frame_decode/new")).unwrap();
+        assert_eq!((v1.schema, v1.evidence.clone()), (1, None));
+        assert_eq!(v1.label, "glass_breaking");
+        let v2 = decode(include_bytes!(
+            "../../../fuzz/seeds/frame_decode/v2_new_with_evidence"
+        ))
+        .unwrap();
+        assert_eq!(v2.schema, 2);
+        assert_eq!(
+            v2.evidence,
+            Some(mbt_core::event::Evidence {
+                jpeg: Some("/var/lib/mbtd/evidence/1732630000000-0001.jpg".into()),
+                wav: None
+            })
+        );
+        let end = decode(include_bytes!(
+            "../../../fuzz/seeds/frame_decode/v2_end_without_evidence"
+        ))
+        .unwrap();
+        assert_eq!(
+            (end.kind, end.end_s, end.evidence),
+            (EventKind::End, Some(7.75), None)
+        );
+        assert!(matches!(
+            decode(include_bytes!(
+                "../../../fuzz/seeds/frame_decode/future_schema"
+            )),
+            Err(FrameError::Schema { found: 3, .. })
+        ));
     }
 
     #[test]

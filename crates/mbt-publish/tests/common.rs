@@ -30,6 +30,7 @@ pub fn event(i: usize, kind: EventKind) -> Event {
         start_s: i as f64,
         end_s: None,
         model_version: "test".into(),
+        evidence: None,
     }
 }
 
