@@ -85,10 +85,12 @@ pub struct EventV1 {
 }
 
 impl From<EventV1> for Event {
-    /// The same event without evidence; `schema` says what it was written as.
+    /// The same event without evidence, upgraded to the current schema: `schema` names the
+    /// layout an [`Event`] is written in, so a record read in the old layout and sent on
+    /// (a spool replayed into a postcard sink) goes out in the current one, readable.
     fn from(e: EventV1) -> Event {
         Event {
-            schema: e.schema,
+            schema: EVENT_SCHEMA,
             id: e.id,
             kind: e.kind,
             label: e.label,
