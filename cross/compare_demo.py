@@ -4,15 +4,16 @@
 
 * per-window model outputs (the audio head, the video head and the fused probabilities, by
   label): every value within TOL (default 1e-5, fp32);
-* events: the same events in the same order, field by field, except `id`, `start_ms` and
-  `end_ms`, which come from the wall clock of each run; scores within TOL.
+* events: the same events in the same order, field by field, except `id`, `start_ms`,
+  `end_ms` and `evidence` (file names made of the id), which come from the wall clock of each
+  run; scores within TOL.
 
 Usage: compare_demo.py REFERENCE.jsonl TARGET.jsonl [TOL]. Exit status 0 when they agree.
 """
 import json
 import sys
 
-WALL_CLOCK = {"id", "start_ms", "end_ms"}
+WALL_CLOCK = {"id", "start_ms", "end_ms", "evidence"}  # evidence file names carry the id
 
 
 def load(path):
