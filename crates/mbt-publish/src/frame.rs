@@ -203,7 +203,7 @@ pub(crate) mod tests {
 
     #[test]
     fn schema_1_records_still_decode_without_evidence() {
-        let mut e = event("old-1", EventKind::New);
+        let e = event("old-1", EventKind::New);
         let v1 = mbt_core::event::EventV1 {
             schema: 1,
             id: e.id.clone(),
