@@ -45,6 +45,31 @@ pub struct CameraFormat {
     pub format: PixelFormat,
 }
 
+/// What the driver granted that differs from the request, as warnings. A driver answers
+/// `VIDIOC_S_FMT`/`S_PARM` with the nearest mode it has, silently: a camera asked for 15 fps
+/// that runs at 30 (or 5) changes how many frames each window holds, and the frames the
+/// model samples from it, so the user must hear about it. Rates within 1 % are the same
+/// (drivers report 30000/1001 for "30").
+pub fn granted_differs(req: &CameraRequest, got: &CameraFormat) -> Vec<String> {
+    let mut out = Vec::new();
+    let asked = req.fps as f64;
+    if asked > 0.0 && ((got.fps - asked) / asked).abs() > 0.01 {
+        out.push(format!(
+            "asked for {} fps (video.fps), the driver set {:.2} fps; the windows are cut on the \
+             rate it delivers, set video.fps to a rate the camera has (v4l2-ctl --list-formats-ext)",
+            req.fps, got.fps
+        ));
+    }
+    if (got.width, got.height) != (req.width, req.height) {
+        out.push(format!(
+            "asked for {}x{} (video.width, video.height), the driver set {}x{}; frames are \
+             resized by the tokenizer, but a mode the camera has avoids the work",
+            req.width, req.height, got.width, got.height
+        ));
+    }
+    out
+}
+
 /// One dequeued buffer, copied out of the driver's memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawFrame {
@@ -97,6 +122,9 @@ impl<D: CameraDevice> Source for CameraSource<D> {
     fn open(&mut self) -> Result<Format, SourceError> {
         self.close();
         let f = self.device.open(&self.req).map_err(SourceError::Failed)?;
+        for w in granted_differs(&self.req, &f) {
+            tracing::warn!("v4l2:{}: {w}", self.device.describe());
+        }
         self.format = Some(f);
         Ok(Format::Video {
             fps: f.fps,
@@ -386,6 +414,38 @@ impl CameraDevice for V4l2Device {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_granted_mode_that_differs_is_reported() {
+        let req = CameraRequest {
+            width: 640,
+            height: 480,
+            fps: 15,
+            format: None,
+        };
+        let got = |width, height, fps| CameraFormat {
+            width,
+            height,
+            fps,
+            format: PixelFormat::Yuyv,
+        };
+        assert!(granted_differs(&req, &got(640, 480, 15.0)).is_empty());
+        // 30000/1001 for a requested 30 is the same rate.
+        let req30 = CameraRequest {
+            fps: 30,
+            ..req.clone()
+        };
+        assert!(granted_differs(&req30, &got(640, 480, 30000.0 / 1001.0)).is_empty());
+        let w = granted_differs(&req, &got(640, 480, 30.0));
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("asked for 15 fps") && w[0].contains("30.00"),
+            "{w:?}"
+        );
+        let w = granted_differs(&req, &got(320, 240, 5.0));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[1].contains("320x240"), "{w:?}");
+    }
 
     #[test]
     fn yuyv_known_colours() {
