@@ -181,8 +181,15 @@ async fn drive(
                 sent_upto = Some(sent_upto.map_or(last, |p| p.max(last)));
                 break;
             }
-            match spool.with(|s| s.ack(last)) {
-                Ok(Ok(n)) => metrics.delivered.add(n),
+            // Counted under the spool lock, with the cursor (see the MQTT sink's commit).
+            let acked = spool.with(|s| {
+                let n = s.ack(last)?;
+                metrics.delivered.add(n);
+                metrics.spool(&s.stats());
+                Ok::<_, crate::spool::SpoolError>(n)
+            });
+            match acked {
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!("postcard: acknowledging in the spool: {e}"),
                 Err(e) => tracing::error!("postcard: {e}"),
             }

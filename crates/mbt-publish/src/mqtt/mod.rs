@@ -423,13 +423,22 @@ impl Driver {
         }
         let Some(end) = upto else { return Ok(()) };
         let spool = self.spool.clone();
-        let n = tokio::task::spawn_blocking(move || spool.with(|s| s.ack(end)))
-            .await
-            .map_err(|e| format!("spool task: {e}"))?
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("acknowledging in the spool: {e}"))?;
-        self.metrics.delivered.add(n);
-        self.metrics.spool(&self.spool.stats());
+        let metrics = self.metrics.clone();
+        // The metrics move under the spool lock, with the cursor: whoever sees the spool
+        // drained (flush, a scrape) also sees these events counted as delivered and the
+        // pending gauge at its new value.
+        tokio::task::spawn_blocking(move || {
+            spool.with(|s| {
+                let n = s.ack(end)?;
+                metrics.delivered.add(n);
+                metrics.spool(&s.stats());
+                Ok::<_, crate::spool::SpoolError>(n)
+            })
+        })
+        .await
+        .map_err(|e| format!("spool task: {e}"))?
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("acknowledging in the spool: {e}"))?;
         Ok(())
     }
 
