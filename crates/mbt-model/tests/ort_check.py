@@ -54,7 +54,8 @@ def main() -> int:
         a, v, clip = (os.path.join(d, n) for n in ("a.npy", "v.npy", "clip.y4m"))
         run("tokenize", "audio", "crates/mbt-core/tests/fixtures/cli_speech_stereo_s24.wav", "--patches", "--out", a)
         y4m(clip)
-        run("tokenize", "video", clip, "--out", v)
+        # configs/edge.toml groups frames in tubelets of 4 (the tokenizer's default is 2).
+        run("tokenize", "video", clip, "--set", "video.tubelet=4", "--out", v)
         feeds = {"video": np.load(v)[None], "audio": np.load(a)[None]}
         fp32 = {}
         for name, extra in VARIANTS.items():

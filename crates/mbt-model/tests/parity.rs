@@ -203,3 +203,41 @@ fn int8_logits_stay_close_to_fp32() {
         );
     }
 }
+
+/// Every initializer an export writes is used by a node: the weight-only int8 form once also
+/// wrote the dynamic form's per-tensor copy of each matrix (found by onnxruntime's "removing
+/// unused initializer" warnings), which doubled its file size for nothing.
+#[test]
+fn exports_hold_no_unused_initializers() {
+    use mbt_model::export::Int8;
+    use prost::Message;
+    let cfg = small(FusionKind::Bottleneck, 1);
+    let device = Device::flex();
+    device.seed(5);
+    let model = Mbt::new(&cfg, &device);
+    for int8 in [None, Some(Int8::Dynamic), Some(Int8::Weights)] {
+        let opts = ExportOptions {
+            model_version: "u".into(),
+            training_data_hash: "none".into(),
+            int8,
+        };
+        let bytes = export(&model, &cfg, &opts).unwrap();
+        let proto = tract_onnx::pb::ModelProto::decode(&bytes[..]).unwrap();
+        let graph = proto.graph.unwrap();
+        let used: std::collections::HashSet<&str> = graph
+            .node
+            .iter()
+            .flat_map(|n| n.input.iter().map(String::as_str))
+            .collect();
+        let unused: Vec<&str> = graph
+            .initializer
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter(|n| !used.contains(n))
+            .collect();
+        assert!(
+            unused.is_empty(),
+            "{int8:?}: unused initializers {unused:?}"
+        );
+    }
+}

@@ -20,6 +20,12 @@ use crate::mbt::Mbt;
 
 pub const OPSET: i64 = 17;
 
+/// Attention keys are padded to a multiple of this (see `Writer::qkv`): 4 is what tract's
+/// aarch64 softmax row kernel needs; 8 (32-byte rows) measured fastest overall on x86 with
+/// both runtimes (tract 9.2 -> 7.4 ms on the edge model, ONNX Runtime +0.4 ms; 32 made
+/// tract's softmax faster still but ONNX Runtime slower; BENCHMARKS.md).
+const KEY_MULTIPLE: usize = 8;
+
 #[derive(Debug, Error)]
 pub enum ExportError {
     #[error("cannot read parameter `{0}` from the model: {1}")]
@@ -109,15 +115,7 @@ impl Writer<'_> {
                 self.g.matmul(x, &w)
             }
             Some(form) => {
-                let t = l.weight.val();
-                let dims = t.dims().to_vec();
-                let levels = if form == Int8::Dynamic { 63.0 } else { 127.0 };
-                let (q, scale) = quantize(&values(t, name)?, levels);
-                let wq = self.g.bytes(&format!("{name}.weight_int8"), &dims, q, true);
-                let ws = self.g.scalar("w_scale", scale);
-                let wz = self
-                    .g
-                    .bytes(&format!("{name}.weight_zero"), &[], vec![0], true);
+                let dims = l.weight.val().dims().to_vec();
                 match form {
                     Int8::Weights => {
                         // Per output column: a column's scale follows its own largest weight.
@@ -157,6 +155,13 @@ impl Writer<'_> {
                         self.g.matmul(x, &w)
                     }
                     Int8::Dynamic => {
+                        // One scale for the matrix, 7-bit weights (see `quantize`).
+                        let (q, scale) = quantize(&values(l.weight.val(), name)?, 63.0);
+                        let wq = self.g.bytes(&format!("{name}.weight_int8"), &dims, q, true);
+                        let ws = self.g.scalar("w_scale", scale);
+                        let wz = self
+                            .g
+                            .bytes(&format!("{name}.weight_zero"), &[], vec![0], true);
                         let xq = self.g.node_multi("DynamicQuantizeLinear", &[x], 3, vec![]);
                         let acc = self
                             .g
@@ -205,11 +210,18 @@ impl Writer<'_> {
         self.g.mul(&xe, &half)
     }
 
-    /// `[N, n, d]` -> per-head `[N, H, n, d/H]` (`transposed_k`: `[N, H, d/H, n]`).
-    fn heads(&mut self, x: &str, which: usize, transposed: bool) -> String {
+    /// `[N, n, d]` -> per-head `[N, H, n + pad, d/H]` (`transposed`: `[N, H, d/H, n + pad]`),
+    /// the `pad` extra tokens zero vectors.
+    fn heads(&mut self, x: &str, which: usize, transposed: bool, pad: usize) -> String {
         let d = self.cfg.width as i64;
         let h = self.cfg.heads as i64;
-        let part = self.g.slice(x, 2, which as i64 * d, (which as i64 + 1) * d);
+        let mut part = self.g.slice(x, 2, which as i64 * d, (which as i64 + 1) * d);
+        if pad > 0 {
+            let pads = self
+                .g
+                .ints("pad_tokens", &[6], &[0, 0, 0, 0, pad as i64, 0]);
+            part = self.g.node("Pad", &[&part, &pads], vec![]);
+        }
         let r = self.g.reshape(&part, &[0, 0, h, d / h]);
         self.g.transpose(
             &r,
@@ -221,35 +233,62 @@ impl Writer<'_> {
         )
     }
 
-    /// Queries, transposed keys and values of `block` for `x`.
+    /// Queries, transposed keys and values of `block` for `x` (`tokens` tokens). Keys and
+    /// values are padded with zero vectors to a multiple of `KEY_MULTIPLE`; the returned
+    /// mask (one entry per padded key: 0, or -1e4 for padding) is added to the attention
+    /// scores, so a padded key's softmax weight underflows to exactly 0 and the result is
+    /// that of the unpadded attention. Why: tract's vectorised softmax row kernel (aarch64)
+    /// takes only rows whose length is a multiple of 4, and on x86 aligned rows run faster;
+    /// our attentions have 99 to 109 keys (patches + CLS + bottlenecks). BENCHMARKS.md,
+    /// "tract vs ONNX Runtime", has the profile that found it.
     fn qkv(
         &mut self,
         x: &str,
+        tokens: usize,
         block: &Block,
         name: &str,
-    ) -> Result<(String, String, String), ExportError> {
+    ) -> Result<(String, String, String, Vec<f32>), ExportError> {
+        let pad = tokens.next_multiple_of(KEY_MULTIPLE) - tokens;
         let h = self.layer_norm(x, &block.ln1, &format!("{name}.ln1"))?;
         let qkv = self.linear(&h, &block.attn.qkv, &format!("{name}.attn.qkv"))?;
+        let mut mask = vec![0f32; tokens + pad];
+        mask[tokens..].fill(-1e4);
         Ok((
-            self.heads(&qkv, 0, false),
-            self.heads(&qkv, 1, true),
-            self.heads(&qkv, 2, false),
+            self.heads(&qkv, 0, false, 0),
+            self.heads(&qkv, 1, true, pad),
+            self.heads(&qkv, 2, false, pad),
+            mask,
         ))
     }
 
+    /// Attention of queries `q` over keys `kt` / values `v` (padded as [`Self::qkv`] says,
+    /// `mask` the scores' additive mask), then the projection and the MLP, residuals around
+    /// both.
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &mut self,
         x: &str,
         q: &str,
         kt: &str,
         v: &str,
+        mask: &[f32],
         block: &Block,
         name: &str,
     ) -> Result<String, ExportError> {
         let dh = (self.cfg.width / self.cfg.heads) as f32;
         let scale = self.g.scalar("scale", 1.0 / dh.sqrt());
         let s = self.g.matmul(q, kt);
-        let s = self.g.mul(&s, &scale);
+        let mut s = self.g.mul(&s, &scale);
+        if mask.iter().any(|&m| m != 0.0) {
+            // Named by its length and padded positions, so equal masks are stored once.
+            let padded: Vec<String> = (0..mask.len())
+                .filter(|&i| mask[i] != 0.0)
+                .map(|i| i.to_string())
+                .collect();
+            let name = format!("key_mask_{}_{}", mask.len(), padded.join("_"));
+            let m = self.g.weight(&name, &[mask.len()], mask);
+            s = self.g.add(&s, &m);
+        }
         let p = self.g.node("Softmax", &[&s], vec![attr_int("axis", -1)]);
         let a = self.g.matmul(&p, v);
         let a = self.g.transpose(&a, &[0, 2, 1, 3]);
@@ -263,9 +302,16 @@ impl Writer<'_> {
         Ok(self.g.add(&x, &m))
     }
 
-    fn block(&mut self, x: &str, block: &Block, name: &str) -> Result<String, ExportError> {
-        let (q, kt, v) = self.qkv(x, block, name)?;
-        self.finish(x, &q, &kt, &v, block, name)
+    /// One encoder block over `x`, which holds `tokens` tokens.
+    fn block(
+        &mut self,
+        x: &str,
+        tokens: usize,
+        block: &Block,
+        name: &str,
+    ) -> Result<String, ExportError> {
+        let (q, kt, v, mask) = self.qkv(x, tokens, block, name)?;
+        self.finish(x, &q, &kt, &v, &mask, block, name)
     }
 }
 
@@ -318,7 +364,7 @@ pub fn export(
         if !fused || model.fusion_code == 0 {
             for (s, x) in xs.iter_mut().enumerate() {
                 let (i, name) = block_name(model, s, l);
-                *x = w.block(x, &model.layers[i], &name)?;
+                *x = w.block(x, lens[s], &model.layers[i], &name)?;
             }
         } else if model.fusion_code == 1 {
             let (bn, nb) = match (bottleneck.take(), &model.bottleneck) {
@@ -336,7 +382,7 @@ pub fn export(
             for (s, x) in xs.iter_mut().enumerate() {
                 let (i, name) = block_name(model, s, l);
                 let joined = w.g.concat(&[x, &bn], 1);
-                let y = w.block(&joined, &model.layers[i], &name)?;
+                let y = w.block(&joined, lens[s] + nb, &model.layers[i], &name)?;
                 let n = lens[s] as i64;
                 *x = w.g.slice(&y, 1, 0, n);
                 let b = w.g.slice(&y, 1, n, n + nb as i64);
@@ -351,15 +397,16 @@ pub fn export(
             let mut parts = Vec::new();
             for (s, x) in xs.iter().enumerate() {
                 let (i, name) = block_name(model, s, l);
-                parts.push(w.qkv(x, &model.layers[i], &name)?);
+                parts.push(w.qkv(x, lens[s], &model.layers[i], &name)?);
             }
             let kts: Vec<&str> = parts.iter().map(|p| p.1.as_str()).collect();
             let vs: Vec<&str> = parts.iter().map(|p| p.2.as_str()).collect();
             let kt = w.g.concat(&kts, 3);
             let v = w.g.concat(&vs, 2);
+            let mask: Vec<f32> = parts.iter().flat_map(|p| p.3.iter().copied()).collect();
             for (s, x) in xs.iter_mut().enumerate() {
                 let (i, name) = block_name(model, s, l);
-                *x = w.finish(x, &parts[s].0, &kt, &v, &model.layers[i], &name)?;
+                *x = w.finish(x, &parts[s].0, &kt, &v, &mask, &model.layers[i], &name)?;
             }
         }
     }
