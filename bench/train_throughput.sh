@@ -13,14 +13,20 @@ config=${2:-configs/edge.toml}
 threads=${3:-2}
 steps=${4:-30}
 py=${MBT_PYTHON:-$HOME/.cache/mbt-pyref/bin/python}
-mbt="$CARGO_TARGET_DIR/debug/mbt"
-[ -x "$mbt" ] || cargo build -p mbt-host
+# MBT=path/to/mbt times another build (the default is the release build, as shipped).
+if [ -z "${MBT:-}" ]; then
+  cargo build --locked --release -p mbt-host --bin mbt >&2
+  MBT="$CARGO_TARGET_DIR/release/mbt"
+fi
+mbt=$MBT
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $threads thread(s), $config"
 # 3 warm-up steps, then the timed ones (the run resumes, so loading is not timed either).
 "$mbt" train --config "$config" --set train.threads="$threads" --data "$data" --out "$tmp/run" \
   --limit-train 2048 --limit-val 32 --max-steps 3 2>/dev/null
-ours=$("$mbt" train --resume --data "$data" --out "$tmp/run" --max-steps "$steps" 2>&1 | grep -o '[0-9.]* samples/s' | cut -d' ' -f1)
+line=$("$mbt" train --resume --data "$data" --out "$tmp/run" --max-steps "$steps" 2>&1 | grep 'samples/s')
+echo "# mbt: $line"
+ours=$(grep -o '[0-9.]* samples/s' <<<"$line" | cut -d' ' -f1)
 twin=$("$py" bench/train_twin.py "$config" --threads "$threads" --steps "$steps" | "$py" -c 'import json,sys; print(round(json.load(sys.stdin)["samples_per_s"],2))')
 "$py" -c "print(f'mbt train: $ours samples/s   PyTorch twin: $twin samples/s   ratio mbt/PyTorch: {$ours/$twin:.2f}x')"

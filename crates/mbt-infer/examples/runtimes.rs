@@ -5,14 +5,14 @@
 //! largest output difference, and each runtime's load + optimise time.
 //!
 //!     cargo run --release -p mbt-infer --features ort --example runtimes -- \
-//!         [--runs 30] [--threads 1,2] [--batches 1,16] [--ort-lib PATH] [--no-ort] [--fixed-batch] MODEL.onnx...
+//!         [--runs 30] [--warmups 2] [--threads 1,2] [--batches 1,16] [--ort-lib PATH] [--no-ort] [--fixed-batch] MODEL.onnx...
 //!
 //! `--no-ort` times tract alone (the fusion sweep in `bench/fusion.sh`). `bench/runtimes.sh`
 //! exports the model variants and runs this.
 
 use std::time::Instant;
 
-use common::{inputs, median_ms};
+use common::{inputs, median_ms_after};
 use mbt_infer::onnxruntime::{default_library, OrtModel};
 use mbt_infer::{set_tract_threads, Model};
 
@@ -20,6 +20,7 @@ mod common;
 
 struct Opts {
     runs: usize,
+    warmups: usize,
     threads: Vec<usize>,
     batches: Vec<usize>,
     lib: String,
@@ -36,6 +37,7 @@ fn list(s: Option<String>) -> Option<Vec<usize>> {
 fn parse() -> Result<Opts, String> {
     let mut o = Opts {
         runs: 30,
+        warmups: 2,
         threads: vec![1],
         batches: vec![1, 16],
         lib: default_library(),
@@ -51,6 +53,12 @@ fn parse() -> Result<Opts, String> {
                     .next()
                     .and_then(|s| s.parse().ok())
                     .ok_or("--runs takes a positive number")?
+            }
+            "--warmups" => {
+                o.warmups = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("--warmups takes a number")?
             }
             "--threads" => o.threads = list(args.next()).ok_or("--threads takes e.g. 1,2")?,
             "--batches" => o.batches = list(args.next()).ok_or("--batches takes e.g. 1,16")?,
@@ -70,7 +78,7 @@ fn main() -> std::process::ExitCode {
     let o = match parse() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("runtimes: {e}\nusage: runtimes [--runs N] [--threads 1,2] [--batches 1,16] [--ort-lib PATH] [--no-ort] MODEL.onnx...");
+            eprintln!("runtimes: {e}\nusage: runtimes [--runs N] [--warmups N] [--threads 1,2] [--batches 1,16] [--ort-lib PATH] [--no-ort] MODEL.onnx...");
             return std::process::ExitCode::from(2);
         }
     };
@@ -115,7 +123,7 @@ fn compare(path: &str, o: &Opts) -> Result<(), String> {
                 None
             };
             let tract = fixed.as_ref().unwrap_or(&tract);
-            let tract_ms = median_ms(o.runs, || tract.run(n, &v, &a).map(drop))?;
+            let tract_ms = median_ms_after(o.warmups, o.runs, || tract.run(n, &v, &a).map(drop))?;
             let Some(ort) = ort.as_mut() else {
                 println!("| {name} | {threads} | {n} | {tract_ms:.2} | | | | {tract_load:.0} | |");
                 continue;
@@ -130,7 +138,7 @@ fn compare(path: &str, o: &Opts) -> Result<(), String> {
                 .zip(r.fused.iter().chain(&r.video).chain(&r.audio))
                 .map(|(x, y)| (x - y).abs())
                 .fold(0f32, f32::max);
-            let ort_ms = median_ms(o.runs, || ort.run(n, &v, &a).map(drop))?;
+            let ort_ms = median_ms_after(o.warmups, o.runs, || ort.run(n, &v, &a).map(drop))?;
             println!(
                 "| {name} | {threads} | {n} | {tract_ms:.2} | {ort_ms:.2} | {:.2} | {diff:.1e} | {tract_load:.0} | {ort_load:.0} |",
                 tract_ms / ort_ms

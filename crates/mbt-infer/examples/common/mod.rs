@@ -1,3 +1,6 @@
+// Each example uses a part of this module.
+#![allow(dead_code)]
+
 //! What the benchmark examples share: the same inputs and the same timing loop for every
 //! runtime they compare.
 
@@ -20,9 +23,18 @@ pub fn inputs(n: usize, (t, p): (usize, usize), salt: u32) -> Vec<f32> {
 /// Median wall time of `run` in milliseconds over `runs` calls, after two warm-up calls.
 pub fn median_ms<E: std::fmt::Display>(
     runs: usize,
+    run: impl FnMut() -> Result<(), E>,
+) -> Result<f64, String> {
+    median_ms_after(2, runs, run)
+}
+
+/// [`median_ms`] with `warmups` warm-up calls (0 for models that take minutes per call).
+pub fn median_ms_after<E: std::fmt::Display>(
+    warmups: usize,
+    runs: usize,
     mut run: impl FnMut() -> Result<(), E>,
 ) -> Result<f64, String> {
-    for _ in 0..2 {
+    for _ in 0..warmups {
         run().map_err(|e| e.to_string())?;
     }
     let mut t = Vec::with_capacity(runs);
