@@ -43,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             batch_size: a.batch_size,
             limit: a.limit,
             out: a.out,
+            runtime: a.runtime,
         }),
         Command::Export(args) => model::export(args),
         Command::Infer(args) => model::infer(args),

@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+mod common;
+use common::onnxruntime_library;
+
 fn mbt(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mbt"))
         .current_dir(root())
@@ -210,23 +213,6 @@ fn onnxruntime_agrees_with_tract() {
         String::from_utf8_lossy(&o.stdout),
         stderr(&o)
     );
-}
-
-/// The ONNX Runtime library the `ort` backend tests open: `ORT_DYLIB_PATH`, else where
-/// `scripts/fetch-onnxruntime.sh` (run by `scripts/test.sh`) puts the official build.
-fn onnxruntime_library() -> String {
-    if let Ok(p) = std::env::var("ORT_DYLIB_PATH") {
-        return p;
-    }
-    let p = format!(
-        "{}/.cache/mbt-edge/onnxruntime/libonnxruntime.so.1.32.0",
-        std::env::var("HOME").unwrap_or_default()
-    );
-    assert!(
-        std::path::Path::new(&p).exists(),
-        "{p} is missing: run scripts/fetch-onnxruntime.sh (scripts/test.sh does) or set ORT_DYLIB_PATH"
-    );
-    p
 }
 
 fn logits(o: &Output) -> Vec<Vec<f64>> {

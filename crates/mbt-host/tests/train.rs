@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 mod common;
-use common::{build, fixture, mbt, tmp};
+use common::{build, fixture, mbt, onnxruntime_library, tmp};
 
 /// A model small enough to train in seconds; one thread, so runs are bit-reproducible.
 const TINY: &str = r#"
@@ -235,6 +235,44 @@ fn the_export_of_a_checkpoint_scores_like_the_checkpoint() {
         assert_eq!(x["confusion"], y["confusion"], "stream {i}");
     }
     assert_eq!(a["evaluation"]["fused"]["samples"], 12);
+    // The same export on ONNX Runtime (`--backend ort`) scores the same, and a checkpoint
+    // is refused on it (it runs on burn).
+    let lib = onnxruntime_library();
+    let data_dir = data().join("ave");
+    let out_ort = root.join("eval-ort");
+    let o = mbt(&[
+        "eval",
+        "--model",
+        onnx.to_str().unwrap(),
+        "--data",
+        data_dir.to_str().unwrap(),
+        "--crops",
+        "2",
+        "--backend",
+        "ort",
+        "--ort-lib",
+        &lib,
+        "--out",
+        out_ort.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c: Value =
+        serde_json::from_slice(&std::fs::read(out_ort.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(
+        b["evaluation"]["fused"]["confusion"],
+        c["evaluation"]["fused"]["confusion"]
+    );
+    let o = mbt(&[
+        "eval",
+        "--model",
+        run.to_str().unwrap(),
+        "--data",
+        data_dir.to_str().unwrap(),
+        "--backend",
+        "ort",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("only an .onnx model"), "{}", stderr(&o));
     // The export carries the data set's manifest hash.
     let bytes = std::fs::read(&onnx).unwrap();
     let hash = a["data_manifest_sha256"].as_str().unwrap();

@@ -134,11 +134,28 @@ pub fn evaluate_onnx(
 ) -> anyhow::Result<Evaluation> {
     let labels = model.metadata.labels.clone();
     collect(tok, split, &labels, crops, batch_size, |b| {
-        let out = model.run(b.n, &b.inputs[0], &b.inputs[1])?;
-        Ok(Predictions {
-            fused: out.fused,
-            streams: vec![out.video, out.audio],
-        })
+        Ok(predictions(model.run(b.n, &b.inputs[0], &b.inputs[1])?))
+    })
+}
+
+fn predictions(out: mbt_infer::Logits) -> Predictions {
+    Predictions {
+        fused: out.fused,
+        streams: vec![out.video, out.audio],
+    }
+}
+
+/// [`evaluate_onnx`] on ONNX Runtime.
+pub fn evaluate_onnx_ort(
+    model: &mut mbt_infer::onnxruntime::OrtModel,
+    tok: &Tokenizer,
+    split: &Split,
+    crops: usize,
+    batch_size: usize,
+) -> anyhow::Result<Evaluation> {
+    let labels = model.metadata.labels.clone();
+    collect(tok, split, &labels, crops, batch_size, |b| {
+        Ok(predictions(model.run(b.n, &b.inputs[0], &b.inputs[1])?))
     })
 }
 
@@ -151,6 +168,7 @@ pub struct EvalArgs {
     pub batch_size: usize,
     pub limit: Option<usize>,
     pub out: Option<PathBuf>,
+    pub runtime: crate::cli::RuntimeArgs,
 }
 
 /// A checkpoint's model config: `RUN/config.toml` beside `RUN/best.bpk` or
@@ -213,7 +231,34 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let split = data.load(&args.split, &labels, &tok_cfg, args.limit)?;
     let tok = Tokenizer::new(&tok_cfg)?;
     let t0 = std::time::Instant::now();
-    let ev = if is_onnx {
+    let rt = &args.runtime;
+    if !is_onnx && rt.backend != "tract" {
+        bail!(
+            "--backend {}: only an .onnx model runs on another runtime (a checkpoint runs on burn)",
+            rt.backend
+        );
+    }
+    let ev = if is_onnx && rt.backend == "ort" {
+        let lib = rt
+            .ort_lib
+            .clone()
+            .unwrap_or_else(mbt_infer::onnxruntime::default_library);
+        let mut m = mbt_infer::onnxruntime::OrtModel::load(
+            &args.model,
+            &lib,
+            &rt.providers,
+            rt.ort_threads,
+        )?;
+        eprintln!(
+            "evaluating on onnxruntime-{} [{}]",
+            m.version,
+            m.providers.join(", ")
+        );
+        evaluate_onnx_ort(&mut m, &tok, &split, args.crops, args.batch_size)?
+    } else if is_onnx {
+        if rt.backend != "tract" {
+            bail!("--backend {}: expected `tract` or `ort`", rt.backend);
+        }
         let m = mbt_infer::Model::load(&args.model, "cpu")?;
         evaluate_onnx(&m, &tok, &split, args.crops, args.batch_size)?
     } else {

@@ -394,10 +394,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let limit = args.max_steps.map(|m| steps_at_start + m);
     let bar = progress_bar(total as u64, state.step as u64);
     let (mut run_loss, mut run_correct, mut run_n, mut run_steps) = (0f64, 0usize, 0usize, 0usize);
+    // Time spent reading, tokenizing and augmenting clips (not in the model), so the
+    // throughput line can say how much of a step is data preparation.
+    let mut prep_seconds = 0f64;
     while state.epoch < train_cfg.epochs {
         let order = permutation(state.seed, state.epoch, train.clips.len());
         while state.batch < per_epoch {
             let idx = &order[state.batch * bs..((state.batch + 1) * bs).min(order.len())];
+            let prep_start = Instant::now();
             let clips: Vec<&Clip> = idx.iter().map(|&i| &train.clips[i]).collect();
             let plans: Vec<AugmentPlan> = idx
                 .iter()
@@ -419,6 +423,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 mixup(&mut batch, &mut rng, train_cfg.mixup_alpha);
             }
             smooth(&mut batch.targets, classes, train_cfg.label_smoothing);
+            prep_seconds += prep_start.elapsed().as_secs_f64();
             let lr = train_cfg.lr_at(state.step, warmup, total);
             let (stats, logits) = trainer.step(&batch, lr, step_seed(state.seed, state.step));
             if !stats.loss.is_finite() {
@@ -485,10 +490,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 if interrupted {
                     return Err(Interrupted(run).into());
                 }
+                let steps = (state.step - steps_at_start).max(1) as f64;
                 eprintln!(
-                    "stopped after {} steps (--max-steps): {:.3} s/step, {:.1} samples/s; checkpoint in {}",
+                    "stopped after {} steps (--max-steps): {:.3} s/step ({:.3} s of it data preparation), {:.1} samples/s; checkpoint in {}",
                     state.step - steps_at_start,
-                    session.elapsed().as_secs_f64() / (state.step - steps_at_start) as f64,
+                    session.elapsed().as_secs_f64() / steps,
+                    prep_seconds / steps,
                     ((state.step - steps_at_start) * bs) as f64 / session.elapsed().as_secs_f64(),
                     run.join("checkpoint").display()
                 );
