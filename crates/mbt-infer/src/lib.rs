@@ -142,7 +142,25 @@ impl Model {
         let rt = tract_onnx::tract_core::runtime::runtime_for_name(runtime)
             .map_err(|e| rt_err(format!("{e:#}")))?
             .ok_or_else(|| rt_err("not compiled into this build".into()))?;
-        let plan = rt.prepare(typed).map_err(|e| rt_err(format!("{e:#}")))?;
+        // tract-cuda 0.23 panics (`expect("Could not create CUDA context")`) when the CUDA
+        // libraries load but no device answers: a GPU-less machine with the toolkit
+        // installed, a broken driver, the toolkit's stub libcuda on the library path (seen
+        // on the H100 host). A panic there must become an error, so `backend = "auto"` falls
+        // back to the CPU instead of taking the daemon down.
+        let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.prepare(typed)));
+        let plan = match prepared {
+            Ok(plan) => plan.map_err(|e| rt_err(format!("{e:#}")))?,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                return Err(rt_err(format!(
+                    "the runtime failed while preparing the model: {msg}"
+                )));
+            }
+        };
         Ok(Model {
             plan,
             metadata,
