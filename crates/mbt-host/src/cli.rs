@@ -128,7 +128,7 @@ pub struct EvalCli {
 /// Tokenizer settings shared by both `tokenize` subcommands.
 #[derive(Debug, Args)]
 pub struct TokenizerArgs {
-    /// Tokenizer settings (TOML with [audio] and [video] tables); defaults are the edge model's
+    /// Tokenizer settings (TOML with [audio] and [video] tables); default: the tokenizer's defaults (video tubelets of 2; configs/edge.toml uses 4: --set video.tubelet=4)
     #[arg(long, value_name = "TOML")]
     pub tokenizer: Option<PathBuf>,
     /// Override one setting, e.g. --set audio.num_frames=1024 (repeatable)
