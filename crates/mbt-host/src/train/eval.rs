@@ -133,29 +133,26 @@ pub fn evaluate_onnx(
     batch_size: usize,
 ) -> anyhow::Result<Evaluation> {
     let labels = model.metadata.labels.clone();
-    collect(tok, split, &labels, crops, batch_size, |b| {
-        Ok(predictions(model.run(b.n, &b.inputs[0], &b.inputs[1])?))
+    evaluate_exported(&labels, tok, split, crops, batch_size, |n, v, a| {
+        model.run(n, v, a)
     })
 }
 
-fn predictions(out: mbt_infer::Logits) -> Predictions {
-    Predictions {
-        fused: out.fused,
-        streams: vec![out.video, out.audio],
-    }
-}
-
-/// [`evaluate_onnx`] on ONNX Runtime.
-pub fn evaluate_onnx_ort(
-    model: &mut mbt_infer::onnxruntime::OrtModel,
+/// Evaluates an exported model on whichever runtime `run` drives (tract or ONNX Runtime).
+fn evaluate_exported(
+    labels: &[String],
     tok: &Tokenizer,
     split: &Split,
     crops: usize,
     batch_size: usize,
+    mut run: impl FnMut(usize, &[f32], &[f32]) -> Result<mbt_infer::Logits, mbt_infer::InferError>,
 ) -> anyhow::Result<Evaluation> {
-    let labels = model.metadata.labels.clone();
-    collect(tok, split, &labels, crops, batch_size, |b| {
-        Ok(predictions(model.run(b.n, &b.inputs[0], &b.inputs[1])?))
+    collect(tok, split, labels, crops, batch_size, |b| {
+        let out = run(b.n, &b.inputs[0], &b.inputs[1])?;
+        Ok(Predictions {
+            fused: out.fused,
+            streams: vec![out.video, out.audio],
+        })
     })
 }
 
@@ -254,7 +251,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             m.version,
             m.providers.join(", ")
         );
-        evaluate_onnx_ort(&mut m, &tok, &split, args.crops, args.batch_size)?
+        let labels = m.metadata.labels.clone();
+        evaluate_exported(
+            &labels,
+            &tok,
+            &split,
+            args.crops,
+            args.batch_size,
+            |n, v, a| m.run(n, v, a),
+        )?
     } else if is_onnx {
         if rt.backend != "tract" {
             bail!("--backend {}: expected `tract` or `ort`", rt.backend);
