@@ -144,8 +144,12 @@ mod tests {
         assert_eq!(postcard::from_bytes::<Event>(&bytes).unwrap(), e);
         // A schema-1 JSON line (no `evidence` key) still reads.
         let v1 = json.replace(r#""schema":2"#, r#""schema":1"#);
-        let v1 = &v1[..v1.find(r#","evidence""#).unwrap()];
-        let back: Event = serde_json::from_str(&format!("{v1}}}")).unwrap();
+        let Some(cut) = v1.find(r#","evidence""#) else {
+            panic!("the schema-2 line has no evidence key: {json}")
+        };
+        let v1 = format!("{}}}", &v1[..cut]);
+        let back: Event = serde_json::from_str(&v1)
+            .unwrap_or_else(|e| panic!("a schema-1 line does not decode ({e}): {v1}"));
         assert_eq!(back.evidence, None);
         assert_eq!(back.schema, 1);
     }

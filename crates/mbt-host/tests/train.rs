@@ -189,20 +189,25 @@ fn sigint_saves_a_checkpoint_that_resumes() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-fn eval_json(model: &Path, out: &Path) -> Value {
-    let o = mbt(&[
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data().join("ave").to_str().unwrap(),
-        "--crops",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+/// `mbt eval` of `model` on the test data set, 2 crops, `extra` arguments appended; the
+/// report it wrote.
+fn eval_json(model: &Path, out: &Path, extra: &[&str]) -> Value {
+    let (model, data, out_s) = (
+        model.to_string_lossy(),
+        data().join("ave").to_string_lossy().into_owned(),
+        out.to_string_lossy(),
+    );
+    let mut args = vec![
+        "eval", "--model", &model, "--data", &data, "--crops", "2", "--out", &out_s,
+    ];
+    args.extend_from_slice(extra);
+    let o = mbt(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap()
+    let report = out.join("eval.json");
+    let bytes = std::fs::read(&report)
+        .unwrap_or_else(|e| panic!("mbt eval wrote no {}: {e}", report.display()));
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", report.display()))
 }
 
 #[test]
@@ -222,8 +227,8 @@ fn the_export_of_a_checkpoint_scores_like_the_checkpoint() {
         onnx.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let a = eval_json(&run, &root.join("eval-ckpt"));
-    let b = eval_json(&onnx, &root.join("eval-onnx"));
+    let a = eval_json(&run, &root.join("eval-ckpt"), &[]);
+    let b = eval_json(&onnx, &root.join("eval-onnx"), &[]);
     let (x, y) = (&a["evaluation"]["fused"], &b["evaluation"]["fused"]);
     assert_eq!(x["confusion"], y["confusion"]);
     assert!((x["map"].as_f64().unwrap() - y["map"].as_f64().unwrap()).abs() < 1e-6);
@@ -238,36 +243,25 @@ fn the_export_of_a_checkpoint_scores_like_the_checkpoint() {
     // The same export on ONNX Runtime (`--backend ort`) scores the same, and a checkpoint
     // is refused on it (it runs on burn).
     let lib = onnxruntime_library();
-    let data_dir = data().join("ave");
-    let out_ort = root.join("eval-ort");
-    let o = mbt(&[
-        "eval",
-        "--model",
-        onnx.to_str().unwrap(),
-        "--data",
-        data_dir.to_str().unwrap(),
-        "--crops",
-        "2",
-        "--backend",
-        "ort",
-        "--ort-lib",
-        &lib,
-        "--out",
-        out_ort.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let c: Value =
-        serde_json::from_slice(&std::fs::read(out_ort.join("eval.json")).unwrap()).unwrap();
+    let c = eval_json(
+        &onnx,
+        &root.join("eval-ort"),
+        &["--backend", "ort", "--ort-lib", &lib],
+    );
     assert_eq!(
         b["evaluation"]["fused"]["confusion"],
         c["evaluation"]["fused"]["confusion"]
     );
+    let (run_s, data_s) = (
+        run.to_string_lossy(),
+        data().join("ave").to_string_lossy().into_owned(),
+    );
     let o = mbt(&[
         "eval",
         "--model",
-        run.to_str().unwrap(),
+        &run_s,
         "--data",
-        data_dir.to_str().unwrap(),
+        &data_s,
         "--backend",
         "ort",
     ]);
