@@ -5,10 +5,12 @@
 //! largest output difference, and each runtime's load + optimise time.
 //!
 //!     cargo run --release -p mbt-infer --features ort --example runtimes -- \
-//!         [--runs 30] [--warmups 2] [--threads 1,2] [--batches 1,16] [--ort-lib PATH] [--no-ort] [--fixed-batch] MODEL.onnx...
+//!         [--runs 30] [--warmups 2] [--threads 1,2] [--batches 1,16] [--ort-lib PATH]
+//!         [--no-ort | --no-tract] [--fixed-batch] MODEL.onnx...
 //!
-//! `--no-ort` times tract alone (the fusion sweep in `bench/fusion.sh`). `bench/runtimes.sh`
-//! exports the model variants and runs this.
+//! `--no-ort` times tract alone (the fusion sweep in `bench/fusion.sh`); `--no-tract` times
+//! ONNX Runtime alone (vit-b-paper int8, where one tract inference takes about half an hour
+//! on x86). `bench/runtimes.sh` exports the model variants and runs this.
 
 use std::time::Instant;
 
@@ -25,6 +27,7 @@ struct Opts {
     batches: Vec<usize>,
     lib: String,
     ort: bool,
+    tract: bool,
     fixed: bool,
     models: Vec<String>,
 }
@@ -42,6 +45,7 @@ fn parse() -> Result<Opts, String> {
         batches: vec![1, 16],
         lib: default_library(),
         ort: true,
+        tract: true,
         fixed: false,
         models: Vec::new(),
     };
@@ -64,12 +68,16 @@ fn parse() -> Result<Opts, String> {
             "--batches" => o.batches = list(args.next()).ok_or("--batches takes e.g. 1,16")?,
             "--ort-lib" => o.lib = args.next().ok_or("--ort-lib takes a path")?,
             "--no-ort" => o.ort = false,
+            "--no-tract" => o.tract = false,
             "--fixed-batch" => o.fixed = true,
             _ => o.models.push(a),
         }
     }
     if o.models.is_empty() {
         return Err("no model given".into());
+    }
+    if !o.ort && !o.tract {
+        return Err("--no-ort and --no-tract leave nothing to time".into());
     }
     Ok(o)
 }
@@ -102,8 +110,20 @@ fn compare(path: &str, o: &Opts) -> Result<(), String> {
     let err = |e: mbt_infer::InferError| e.to_string();
     set_tract_threads(1).map_err(err)?;
     let t0 = Instant::now();
-    let tract = Model::load(p, "cpu").map_err(err)?;
+    let tract = if o.tract {
+        Some(Model::load(p, "cpu").map_err(err)?)
+    } else {
+        None
+    };
     let tract_load = t0.elapsed().as_secs_f64() * 1e3;
+    let show = |ms: Option<f64>| ms.map(|v| format!("{v:.2}")).unwrap_or_default();
+    let load = |ms: f64, on: bool| {
+        if on {
+            format!("{ms:.0}")
+        } else {
+            String::new()
+        }
+    };
     for &threads in &o.threads {
         set_tract_threads(threads).map_err(err)?;
         let t0 = Instant::now();
@@ -113,35 +133,54 @@ fn compare(path: &str, o: &Opts) -> Result<(), String> {
             None
         };
         let ort_load = t0.elapsed().as_secs_f64() * 1e3;
+        let (video_shape, audio_shape) = match (&tract, &ort) {
+            (Some(t), _) => (t.video_shape, t.audio_shape),
+            (None, Some(r)) => (r.video_shape, r.audio_shape),
+            (None, None) => return Err("nothing to time".into()),
+        };
         for &n in &o.batches {
-            let v = inputs(n, tract.video_shape, 1);
-            let a = inputs(n, tract.audio_shape, 2);
+            let v = inputs(n, video_shape, 1);
+            let a = inputs(n, audio_shape, 2);
             // --fixed-batch: tract optimises a plan for exactly this batch size.
-            let fixed = if o.fixed {
-                Some(Model::load_with_batch(p, "cpu", n).map_err(err)?)
-            } else {
-                None
+            let fixed = match (&tract, o.fixed) {
+                (Some(_), true) => Some(Model::load_with_batch(p, "cpu", n).map_err(err)?),
+                _ => None,
             };
-            let tract = fixed.as_ref().unwrap_or(&tract);
-            let tract_ms = median_ms_after(o.warmups, o.runs, || tract.run(n, &v, &a).map(drop))?;
-            let Some(ort) = ort.as_mut() else {
-                println!("| {name} | {threads} | {n} | {tract_ms:.2} | | | | {tract_load:.0} | |");
-                continue;
+            let tract = fixed.as_ref().or(tract.as_ref());
+            let tract_ms = match tract {
+                Some(t) => Some(median_ms_after(o.warmups, o.runs, || {
+                    t.run(n, &v, &a).map(drop)
+                })?),
+                None => None,
             };
-            let t = tract.run(n, &v, &a).map_err(err)?;
-            let r = ort.run(n, &v, &a).map_err(err)?;
-            let diff = t
-                .fused
-                .iter()
-                .chain(&t.video)
-                .chain(&t.audio)
-                .zip(r.fused.iter().chain(&r.video).chain(&r.audio))
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max);
-            let ort_ms = median_ms_after(o.warmups, o.runs, || ort.run(n, &v, &a).map(drop))?;
+            let ort_ms = match ort.as_mut() {
+                Some(r) => Some(median_ms_after(o.warmups, o.runs, || {
+                    r.run(n, &v, &a).map(drop)
+                })?),
+                None => None,
+            };
+            let (ratio, diff) = match (tract, ort.as_mut(), tract_ms, ort_ms) {
+                (Some(t), Some(r), Some(tm), Some(om)) => {
+                    let t = t.run(n, &v, &a).map_err(err)?;
+                    let r = r.run(n, &v, &a).map_err(err)?;
+                    let diff = t
+                        .fused
+                        .iter()
+                        .chain(&t.video)
+                        .chain(&t.audio)
+                        .zip(r.fused.iter().chain(&r.video).chain(&r.audio))
+                        .map(|(x, y)| (x - y).abs())
+                        .fold(0f32, f32::max);
+                    (format!("{:.2}", tm / om), format!("{diff:.1e}"))
+                }
+                _ => (String::new(), String::new()),
+            };
             println!(
-                "| {name} | {threads} | {n} | {tract_ms:.2} | {ort_ms:.2} | {:.2} | {diff:.1e} | {tract_load:.0} | {ort_load:.0} |",
-                tract_ms / ort_ms
+                "| {name} | {threads} | {n} | {} | {} | {ratio} | {diff} | {} | {} |",
+                show(tract_ms),
+                show(ort_ms),
+                load(tract_load, o.tract),
+                load(ort_load, o.ort),
             );
         }
     }
