@@ -55,7 +55,8 @@ pub struct ModelConfig {
     /// CPU run. `auto` considers ONNX Runtime only when this names an accelerator.
     pub ort_providers: Vec<String>,
     /// The ONNX Runtime library to open at run time (backend "ort"); empty: `ORT_DYLIB_PATH`,
-    /// else `libonnxruntime.so` on the loader's path.
+    /// else the copy `scripts/fetch-onnxruntime.sh` installed (`~/.cache/mbt-edge/onnxruntime`)
+    /// when present, else `libonnxruntime.so` on the loader's path.
     pub ort_library: String,
     /// ONNX Runtime intra-op threads; 0 leaves its default (one per core).
     pub ort_threads: usize,

@@ -8,18 +8,7 @@
 use crate::common::{mbtd, stderr};
 
 fn onnxruntime_library() -> String {
-    if let Ok(p) = std::env::var("ORT_DYLIB_PATH") {
-        return p;
-    }
-    let p = format!(
-        "{}/.cache/mbt-edge/onnxruntime/libonnxruntime.so.1.32.0",
-        std::env::var("HOME").unwrap_or_default()
-    );
-    assert!(
-        std::path::Path::new(&p).exists(),
-        "{p} is missing: run scripts/fetch-onnxruntime.sh (scripts/test.sh does) or set ORT_DYLIB_PATH"
-    );
-    p
+    mbt_infer::onnxruntime::reference_library().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// What a demo run printed: per-window fused scores (window index, probabilities in label

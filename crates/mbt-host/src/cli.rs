@@ -229,8 +229,9 @@ pub struct RuntimeArgs {
     /// Runtime: `tract` (CPU) or `ort` (ONNX Runtime, opened at run time)
     #[arg(long, default_value = "tract", value_name = "tract|ort")]
     pub backend: String,
-    /// ONNX Runtime library (backend ort); default: $ORT_DYLIB_PATH, else libonnxruntime.so
-    /// on the loader's path (`scripts/fetch-onnxruntime.sh` puts one in ~/.cache/mbt-edge)
+    /// ONNX Runtime library (backend ort); default: $ORT_DYLIB_PATH, else the copy
+    /// `scripts/fetch-onnxruntime.sh` installed (~/.cache/mbt-edge/onnxruntime, or $MBT_ORT_DIR)
+    /// when present, else libonnxruntime.so on the loader's path
     #[arg(long, value_name = "PATH")]
     pub ort_lib: Option<String>,
     /// ONNX Runtime execution providers in order (backend ort), e.g. `qnn,cpu`

@@ -292,6 +292,46 @@ fn onnxruntime_backend_equals_tract_on_the_shipped_models() {
         }
     }
 
+    // Neither --ort-lib nor ORT_DYLIB_PATH: the copy scripts/fetch-onnxruntime.sh installs is
+    // found where the script puts it (MBT_ORT_DIR here, a directory holding only that file),
+    // and gives the logits the named library gives. Without that rule this run would look for
+    // libonnxruntime.so on the loader's path, which holds none here, and fail.
+    let dir = std::env::temp_dir().join(format!("mbt-test-ort-dir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fetched = format!(
+        "libonnxruntime.so.{}",
+        mbt_infer::onnxruntime::FETCHED_VERSION
+    );
+    std::os::unix::fs::symlink(std::fs::canonicalize(&lib).unwrap(), dir.join(fetched)).unwrap();
+    let infer = |extra: &[&str]| {
+        let mut args = vec![
+            "infer",
+            "--model",
+            "models/edge.onnx",
+            "--video",
+            &v,
+            "--audio",
+            &a,
+            "--backend",
+            "ort",
+        ];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_mbt"))
+            .current_dir(root())
+            .args(&args)
+            .env_remove("ORT_DYLIB_PATH")
+            .env("MBT_ORT_DIR", &dir)
+            .output()
+            .unwrap()
+    };
+    let (found, named) = (logits(&infer(&[])), logits(&infer(&["--ort-lib", &lib])));
+    assert_eq!(found.len(), 3);
+    for (x, y) in found.iter().flatten().zip(named.iter().flatten()) {
+        assert!((x - y).abs() <= 1e-6, "{found:?} vs {named:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
     // An accelerator the library lacks, without "cpu" in the list: refused, not a CPU run.
     let o = mbt(&[
         "infer",

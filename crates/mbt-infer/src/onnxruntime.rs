@@ -10,7 +10,7 @@
 //! library lacks is skipped and reported, and ONNX Runtime runs on its CPU provider whatever
 //! the accelerators do not take.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use mbt_core::metadata::ModelMetadata;
@@ -20,10 +20,51 @@ use ort::value::TensorRef;
 
 use crate::{check, check_batch, InferError, Logits, OUTPUTS};
 
-/// Where the ONNX Runtime library is looked for when nothing else says: `ORT_DYLIB_PATH`,
-/// else the dynamic loader's search path.
+/// The ONNX Runtime release `scripts/fetch-onnxruntime.sh` installs (the official PyPI wheel's
+/// library, pinned by sha256 there).
+pub const FETCHED_VERSION: &str = "1.32.0";
+
+/// Where `scripts/fetch-onnxruntime.sh` puts the library: `$MBT_ORT_DIR`, else
+/// `~/.cache/mbt-edge/onnxruntime` (the same rule as the script), whether or not it is there.
+pub fn fetched_library() -> Option<PathBuf> {
+    let dir = match std::env::var_os("MBT_ORT_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/mbt-edge/onnxruntime"),
+    };
+    Some(dir.join(format!("libonnxruntime.so.{FETCHED_VERSION}")))
+}
+
+/// Where the ONNX Runtime library is looked for when nothing else says: `ORT_DYLIB_PATH`;
+/// else the copy `scripts/fetch-onnxruntime.sh` installed, when it is there (a development
+/// machine: `mbt eval --backend ort` then needs no flag); else `libonnxruntime.so` on the
+/// dynamic loader's search path (a board with its vendor's build).
 pub fn default_library() -> String {
-    std::env::var("ORT_DYLIB_PATH").unwrap_or_else(|_| "libonnxruntime.so".into())
+    if let Ok(path) = std::env::var("ORT_DYLIB_PATH") {
+        return path;
+    }
+    match fetched_library() {
+        Some(path) if path.is_file() => path.to_string_lossy().into_owned(),
+        _ => "libonnxruntime.so".into(),
+    }
+}
+
+/// The library for the checks that compare with ONNX Runtime (tests, benchmarks):
+/// `ORT_DYLIB_PATH`, else the fetched copy; an error saying how to get one when neither is set
+/// or present (they must not quietly pick up whatever build the loader finds).
+pub fn reference_library() -> Result<String, String> {
+    if let Ok(path) = std::env::var("ORT_DYLIB_PATH") {
+        return Ok(path);
+    }
+    match fetched_library() {
+        Some(path) if path.is_file() => Ok(path.to_string_lossy().into_owned()),
+        Some(path) => Err(format!(
+            "{} is missing: run scripts/fetch-onnxruntime.sh (scripts/test.sh does) or set ORT_DYLIB_PATH",
+            path.display()
+        )),
+        None => Err(
+            "HOME is not set, so the fetched ONNX Runtime cannot be found: set ORT_DYLIB_PATH".into(),
+        ),
+    }
 }
 
 /// The execution provider names `providers` accepts (lower case, as in mbtd's config).
@@ -217,5 +258,19 @@ fn ort_version(library: &str) -> String {
         (Some(v), _) => v,
         (None, Some(c)) => format!("commit {c}"),
         _ => "unknown version".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `fetched_library` must name the file the script installs: the versions agree.
+    #[test]
+    fn fetched_version_is_the_one_the_fetch_script_installs() {
+        let script = include_str!("../../../scripts/fetch-onnxruntime.sh");
+        let line = format!("version={}", super::FETCHED_VERSION);
+        assert!(
+            script.lines().any(|l| l.trim() == line),
+            "scripts/fetch-onnxruntime.sh does not say `{line}`"
+        );
     }
 }

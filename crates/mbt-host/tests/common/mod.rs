@@ -117,19 +117,8 @@ pub fn build(root: &Path, manifest: &Path, seed: &str, out: &str) -> Output {
     ])
 }
 
-/// The ONNX Runtime library the `ort` backend tests open: `ORT_DYLIB_PATH`, else where
-/// `scripts/fetch-onnxruntime.sh` (run by `scripts/test.sh`) puts the official build.
+/// The ONNX Runtime library the `ort` backend tests open (`ORT_DYLIB_PATH`, else where
+/// `scripts/fetch-onnxruntime.sh`, run by `scripts/test.sh`, puts the official build).
 pub fn onnxruntime_library() -> String {
-    if let Ok(p) = std::env::var("ORT_DYLIB_PATH") {
-        return p;
-    }
-    let p = format!(
-        "{}/.cache/mbt-edge/onnxruntime/libonnxruntime.so.1.32.0",
-        std::env::var("HOME").unwrap_or_default()
-    );
-    assert!(
-        std::path::Path::new(&p).exists(),
-        "{p} is missing: run scripts/fetch-onnxruntime.sh (scripts/test.sh does) or set ORT_DYLIB_PATH"
-    );
-    p
+    mbt_infer::onnxruntime::reference_library().unwrap_or_else(|e| panic!("{e}"))
 }
