@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use common::{inputs, median_ms};
+use common::{inputs, max_abs_diff, median_ms};
 use mbt_infer::Model;
 
 mod common;
@@ -49,14 +49,7 @@ fn check(path: &std::path::Path, runs: usize) -> Result<String, String> {
         let a = inputs(n, cpu.audio_shape, 2);
         let c = cpu.run(n, &v, &a).map_err(|e| e.to_string())?;
         let g = gpu.run(n, &v, &a).map_err(|e| e.to_string())?;
-        let diff = c
-            .fused
-            .iter()
-            .chain(&c.video)
-            .chain(&c.audio)
-            .zip(g.fused.iter().chain(&g.video).chain(&g.audio))
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let diff = max_abs_diff(&c, &g);
         let cpu_ms = median_ms(runs, || cpu.run(n, &v, &a).map(drop))?;
         let gpu_ms = median_ms(runs, || gpu.run(n, &v, &a).map(drop))?;
         rows.push(format!(

@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use common::{inputs, median_ms_after};
+use common::{inputs, max_abs_diff, median_ms_after};
 use mbt_infer::onnxruntime::{default_library, OrtModel};
 use mbt_infer::{set_tract_threads, Model};
 
@@ -163,14 +163,7 @@ fn compare(path: &str, o: &Opts) -> Result<(), String> {
                 (Some(t), Some(r), Some(tm), Some(om)) => {
                     let t = t.run(n, &v, &a).map_err(err)?;
                     let r = r.run(n, &v, &a).map_err(err)?;
-                    let diff = t
-                        .fused
-                        .iter()
-                        .chain(&t.video)
-                        .chain(&t.audio)
-                        .zip(r.fused.iter().chain(&r.video).chain(&r.audio))
-                        .map(|(x, y)| (x - y).abs())
-                        .fold(0f32, f32::max);
+                    let diff = max_abs_diff(&t, &r);
                     (format!("{:.2}", tm / om), format!("{diff:.1e}"))
                 }
                 _ => (String::new(), String::new()),

@@ -46,3 +46,14 @@ pub fn median_ms_after<E: std::fmt::Display>(
     t.sort_by(f64::total_cmp);
     Ok(t[t.len() / 2])
 }
+
+/// The largest difference between two runs' outputs, over all three logit vectors.
+pub fn max_abs_diff(a: &mbt_infer::Logits, b: &mbt_infer::Logits) -> f32 {
+    a.fused
+        .iter()
+        .chain(&a.video)
+        .chain(&a.audio)
+        .zip(b.fused.iter().chain(&b.video).chain(&b.audio))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
