@@ -39,13 +39,7 @@ pub fn fetched_library() -> Option<PathBuf> {
 /// machine: `mbt eval --backend ort` then needs no flag); else `libonnxruntime.so` on the
 /// dynamic loader's search path (a board with its vendor's build).
 pub fn default_library() -> String {
-    if let Ok(path) = std::env::var("ORT_DYLIB_PATH") {
-        return path;
-    }
-    match fetched_library() {
-        Some(path) if path.is_file() => path.to_string_lossy().into_owned(),
-        _ => "libonnxruntime.so".into(),
-    }
+    reference_library().unwrap_or_else(|_| "libonnxruntime.so".into())
 }
 
 /// The library for the checks that compare with ONNX Runtime (tests, benchmarks):
