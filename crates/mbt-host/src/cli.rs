@@ -73,6 +73,12 @@ pub struct TrainCli {
     /// Stop (with a checkpoint) after N optimisation steps; prints the throughput
     #[arg(long, value_name = "N")]
     pub max_steps: Option<usize>,
+    /// Source media for `train.fresh_renders` [default: `mbt data fetch`'s cache]
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Source manifest for `train.fresh_renders` [default: data/packages.toml of this checkout]
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

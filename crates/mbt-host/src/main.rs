@@ -33,6 +33,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limit_train: a.limit_train,
             limit_val: a.limit_val,
             max_steps: a.max_steps,
+            cache: a.cache,
+            manifest: a.manifest,
         }),
         Command::Eval(a) => train::eval::run(train::eval::EvalArgs {
             model: a.model,

@@ -110,25 +110,9 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
         b.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    // The .bpk files hold per-process parameter ids, so compare the weights through their
-    // ONNX exports (deterministic bytes for equal weights).
     for f in ["checkpoint/model.bpk", "best.bpk"] {
-        let export = |run: &Path| {
-            let out = run.join("w.onnx");
-            let o = mbt(&[
-                "export",
-                "--config",
-                run.join("config.toml").to_str().unwrap(),
-                "--checkpoint",
-                run.join(f).to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ]);
-            assert!(o.status.success(), "{}", stderr(&o));
-            std::fs::read(out).unwrap()
-        };
         assert!(
-            export(&a) == export(&b),
+            weights(&a, f) == weights(&b, f),
             "{f}: the weights differ between the uninterrupted and the resumed run"
         );
     }
@@ -138,6 +122,97 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
     let o = train(&a, &[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+}
+
+/// The weights of `run`'s checkpoint file `f`, as the bytes of their ONNX export: the .bpk
+/// files hold per-process parameter ids, while the export is deterministic for equal weights.
+fn weights(run: &Path, f: &str) -> Vec<u8> {
+    let out = run.join(format!("{}.onnx", f.replace('/', "-")));
+    let o = mbt(&[
+        "export",
+        "--config",
+        run.join("config.toml").to_str().unwrap(),
+        "--checkpoint",
+        run.join(f).to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::read(out).unwrap()
+}
+
+/// `train.fresh_renders` with the fixture's sources (the pool the data set was built from).
+fn fresh_args(root: &Path) -> Vec<String> {
+    [
+        "--set",
+        "train.fresh_renders=true",
+        "--manifest",
+        root.join("packages.toml").to_str().unwrap(),
+        "--cache",
+        root.join("cache").to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn fresh_renders_change_the_training_data_and_resume_exactly() {
+    let root = tmp("train-fresh");
+    let (a, b, plain) = (root.join("a"), root.join("b"), root.join("plain"));
+    let fresh = fresh_args(data());
+    let fresh: Vec<&str> = fresh.iter().map(String::as_str).collect();
+    let o = train(&a, &fresh);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("epoch 2: 18 freshly rendered clips"),
+        "{}",
+        stderr(&o)
+    );
+    // The second epoch trained on other clips than the data set's: other weights.
+    let o = train(&plain, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        weights(&a, "checkpoint/model.bpk") != weights(&plain, "checkpoint/model.bpk"),
+        "fresh renders left the weights as training on the data set's clips again"
+    );
+    // Stopped in the middle of the fresh epoch and resumed: the same clips are rendered again.
+    let mut stop = fresh.clone();
+    stop.extend(["--max-steps", "4"]);
+    let o = train(&b, &stop);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ave = data().join("ave");
+    let mut resume = vec![
+        "train",
+        "--resume",
+        "--data",
+        ave.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+    ];
+    resume.extend(&fresh[2..]);
+    let o = mbt(&resume);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        weights(&a, "checkpoint/model.bpk") == weights(&b, "checkpoint/model.bpk"),
+        "the resumed fresh-render run differs from the uninterrupted one"
+    );
+    assert_eq!(val_lines(&a), val_lines(&b));
+
+    // Without the source media: an error that says what to do, before any training.
+    let o = train(
+        &root.join("nomedia"),
+        &[
+            "--set",
+            "train.fresh_renders=true",
+            "--manifest",
+            data().join("packages.toml").to_str().unwrap(),
+            "--cache",
+            root.join("missing").to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("mbt data fetch"), "{}", stderr(&o));
+    assert!(!root.join("nomedia/checkpoint").exists());
 }
 
 #[test]

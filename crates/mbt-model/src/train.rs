@@ -91,6 +91,13 @@ pub struct TrainConfig {
     pub time_shift: usize,
     /// Threads for burn's CPU backend and data preparation (1 = deterministic).
     pub threads: usize,
+    /// Train each epoch after the first on a freshly rendered training split (same size, same
+    /// training sources, new positions, levels, noise, pitch... drawn from `(seed, epoch)`)
+    /// instead of the data set's clips again. Needs the source media of `mbt data fetch`. With
+    /// a few thousand clips the model otherwise memorises clips rather than learning what is
+    /// heard and seen; the next epoch's clips render on a background thread while this one
+    /// trains.
+    pub fresh_renders: bool,
 }
 
 impl Default for TrainConfig {
@@ -120,6 +127,7 @@ impl Default for TrainConfig {
             color_jitter: 0.2,
             time_shift: 8,
             threads: 2,
+            fresh_renders: false,
         }
     }
 }

@@ -62,6 +62,29 @@ pub fn class_plan(seed: u64, split: Split, n: usize) -> Vec<Class> {
     v
 }
 
+/// Renders clip `i` of `split` for `seed`: its id and its audio, frames and parameters. Each
+/// clip's random stream is its own, so any subset renders the same in any order.
+pub fn render_clip(
+    sources: &Sources,
+    seed: u64,
+    split: Split,
+    i: usize,
+    class: Class,
+) -> Result<(String, render::Rendered)> {
+    let id = format!("{}-{i:05}", split.name());
+    let mut rng = Rng::new(seed, &[split as u64, i as u64]);
+    let scene = Scene::sample(&mut rng, class);
+    // The label must follow from what is heard and seen; a generator bug must not silently
+    // mislabel data.
+    anyhow::ensure!(
+        scene.label_from_observation() == class,
+        "internal error: clip {id}: the scene does not show its label {}",
+        class.name()
+    );
+    let r = render::render(&mut rng, &scene, sources, split)?;
+    Ok((id, r))
+}
+
 pub fn build(manifest: &Manifest, cache: &Path, args: &BuildArgs) -> Result<serde_json::Value> {
     let t0 = Instant::now();
     let sources = Sources::load(manifest, cache)?;
@@ -78,17 +101,7 @@ pub fn build(manifest: &Manifest, cache: &Path, args: &BuildArgs) -> Result<serd
             .par_iter()
             .enumerate()
             .map(|(i, &class)| -> Result<String> {
-                let id = format!("{}-{i:05}", split.name());
-                let mut rng = Rng::new(args.seed, &[split as u64, i as u64]);
-                let scene = Scene::sample(&mut rng, class);
-                // The label must follow from what is heard and seen; a generator bug must not
-                // silently mislabel data.
-                anyhow::ensure!(
-                    scene.label_from_observation() == class,
-                    "internal error: clip {id}: the scene does not show its label {}",
-                    class.name()
-                );
-                let r = render::render(&mut rng, &scene, &sources, split)?;
+                let (id, r) = render_clip(&sources, args.seed, split, i, class)?;
                 let wav = wav_bytes(&r.audio)?;
                 let y4m = mbt_media::y4m::encode(&r.frames, FPS);
                 let (wp, vp) = (dir.join(format!("{id}.wav")), dir.join(format!("{id}.y4m")));

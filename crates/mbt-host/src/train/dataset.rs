@@ -222,21 +222,58 @@ impl DataSet {
         };
         let (width, height) = (first.width, first.height);
         let label = labels.iter().position(|l| *l == e.label).unwrap_or(0);
-        let candidates = e.params.as_ref().map(|p| {
-            let seen: Vec<&str> = p.video.objects.iter().map(|o| o.kind.as_str()).collect();
-            let heard: Vec<&str> = p.audio.sounds.iter().map(|s| s.kind.as_str()).collect();
-            [candidates(&seen, labels), candidates(&heard, labels)]
-        });
         Ok(Clip {
             id: e.id.clone(),
             label,
-            candidates,
+            candidates: e.params.as_ref().map(|p| p.candidates(labels)),
             log_mel,
             width,
             height,
             frames: frames.into_iter().map(|f| f.data).collect(),
         })
     }
+}
+
+impl Params {
+    /// Per stream (video, audio): the labels what it perceives could make.
+    fn candidates(&self, labels: &[String]) -> [Vec<usize>; 2] {
+        let seen: Vec<&str> = self.video.objects.iter().map(|o| o.kind.as_str()).collect();
+        let heard: Vec<&str> = self.audio.sounds.iter().map(|s| s.kind.as_str()).collect();
+        [candidates(&seen, labels), candidates(&heard, labels)]
+    }
+}
+
+/// A clip from signals in memory (a fresh render): what [`DataSet::load`] would make of the
+/// same audio and frames written to disk and read back. `params` are the generator's.
+#[allow(clippy::too_many_arguments)]
+pub fn clip_from_signals(
+    id: String,
+    label: usize,
+    params: &serde_json::Value,
+    samples: &[f32],
+    sample_rate: u32,
+    frames: Vec<mbt_media::RgbFrame>,
+    labels: &[String],
+    audio: &AudioTokenizer,
+) -> anyhow::Result<Clip> {
+    let params = Params::deserialize(params)
+        .with_context(|| format!("clip {id}: generator parameters without sounds/objects"))?;
+    let log_mel = audio
+        .log_mel(samples, sample_rate)
+        .with_context(|| format!("clip {id}: audio"))?;
+    let Some(first) = frames.first() else {
+        bail!("clip {id}: no frames");
+    };
+    let (width, height) = (first.width, first.height);
+    Ok(Clip {
+        candidates: Some(params.candidates(labels)),
+        id,
+        label,
+        log_mel,
+        width,
+        height,
+        frames: frames.into_iter().map(|f| f.data).collect(),
+    })
 }
 
 pub fn hex(bytes: &[u8]) -> String {

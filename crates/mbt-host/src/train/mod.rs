@@ -14,6 +14,7 @@
 pub mod augment;
 pub mod dataset;
 pub mod eval;
+pub mod fresh;
 pub mod metrics;
 pub mod plot;
 
@@ -46,6 +47,10 @@ pub struct TrainArgs {
     pub limit_val: Option<usize>,
     /// Stop after this many optimisation steps (smoke tests, throughput measurements).
     pub max_steps: Option<usize>,
+    /// Source media for `train.fresh_renders` (default: `mbt data fetch`'s cache).
+    pub cache: Option<PathBuf>,
+    /// Source manifest for `train.fresh_renders` (default: `data/packages.toml`).
+    pub manifest: Option<PathBuf>,
 }
 
 /// Where a run stands: written with every checkpoint.
@@ -350,7 +355,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         );
     }
     let t0 = Instant::now();
-    let train = data.load("train", &labels, &model_cfg.tokenizer, args.limit_train)?;
+    let mut train = data.load("train", &labels, &model_cfg.tokenizer, args.limit_train)?;
     let val = data.load("val", &labels, &model_cfg.tokenizer, args.limit_val)?;
     eprintln!(
         "loaded {} train and {} val clips from {} in {:.1} s",
@@ -397,7 +402,55 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     // Time spent reading, tokenizing and augmenting clips (not in the model), so the
     // throughput line can say how much of a step is data preparation.
     let mut prep_seconds = 0f64;
+    let mut fresh = if train_cfg.fresh_renders {
+        let cache = match &args.cache {
+            Some(c) => c.clone(),
+            None => crate::data::fetch::default_cache()?,
+        };
+        let manifest = args
+            .manifest
+            .clone()
+            .unwrap_or_else(crate::data::manifest::default_path);
+        Some(fresh::FreshRenderer::new(
+            &manifest,
+            &cache,
+            &labels,
+            &model_cfg.tokenizer,
+            train.clips.len(),
+            state.seed,
+        )?)
+    } else {
+        None
+    };
     while state.epoch < train_cfg.epochs {
+        if let Some(f) = fresh.as_mut() {
+            if state.epoch >= 1 {
+                let t = Instant::now();
+                let frames = train.clips[0].frames.len();
+                train = f.take(state.epoch)?;
+                let c = &train.clips[0];
+                if (c.width, c.height, c.frames.len()) != (img.0, img.1, frames) {
+                    bail!(
+                        "train.fresh_renders: the generator renders {} frames of {}x{}, but {} holds {frames} frames of {}x{}; rebuild the data set with this `mbt`",
+                        c.frames.len(),
+                        c.width,
+                        c.height,
+                        args.data.display(),
+                        img.0,
+                        img.1
+                    );
+                }
+                eprintln!(
+                    "epoch {}: {} freshly rendered clips (waited {:.1} s)",
+                    state.epoch + 1,
+                    train.clips.len(),
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            if state.epoch + 1 < train_cfg.epochs {
+                f.prefetch(state.epoch + 1);
+            }
+        }
         let order = permutation(state.seed, state.epoch, train.clips.len());
         while state.batch < per_epoch {
             let idx = &order[state.batch * bs..((state.batch + 1) * bs).min(order.len())];
