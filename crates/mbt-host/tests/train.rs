@@ -73,6 +73,21 @@ fn train(out: &Path, extra: &[&str]) -> Output {
     mbt(&refs)
 }
 
+/// `mbt train --resume` of the run in `out` on the shared data set, `extra` arguments appended.
+fn resume(out: &Path, extra: &[&str]) -> Output {
+    let ave = data().join("ave");
+    let mut args = vec![
+        "train",
+        "--resume",
+        "--data",
+        ave.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    mbt(&args)
+}
+
 fn val_lines(run: &Path) -> Vec<Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
@@ -101,14 +116,7 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
         (state["epoch"].as_u64(), state["batch"].as_u64()),
         (Some(1), Some(1))
     );
-    let o = mbt(&[
-        "train",
-        "--resume",
-        "--data",
-        data().join("ave").to_str().unwrap(),
-        "--out",
-        b.to_str().unwrap(),
-    ]);
+    let o = resume(&b, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     for f in ["checkpoint/model.bpk", "best.bpk"] {
         assert!(
@@ -141,15 +149,16 @@ fn weights(run: &Path, f: &str) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
-/// `train.fresh_renders` with the fixture's sources (the pool the data set was built from).
-fn fresh_args(root: &Path) -> Vec<String> {
+/// `train.fresh_renders` with the fixture's source manifest (the pool the data set was built
+/// from) and the media in `cache`.
+fn fresh_args(cache: &Path) -> Vec<String> {
     [
         "--set",
         "train.fresh_renders=true",
         "--manifest",
-        root.join("packages.toml").to_str().unwrap(),
+        data().join("packages.toml").to_str().unwrap(),
         "--cache",
-        root.join("cache").to_str().unwrap(),
+        cache.to_str().unwrap(),
     ]
     .map(String::from)
     .to_vec()
@@ -159,7 +168,7 @@ fn fresh_args(root: &Path) -> Vec<String> {
 fn fresh_renders_change_the_training_data_and_resume_exactly() {
     let root = tmp("train-fresh");
     let (a, b, plain) = (root.join("a"), root.join("b"), root.join("plain"));
-    let fresh = fresh_args(data());
+    let fresh = fresh_args(&data().join("cache"));
     let fresh: Vec<&str> = fresh.iter().map(String::as_str).collect();
     let o = train(&a, &fresh);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -180,17 +189,7 @@ fn fresh_renders_change_the_training_data_and_resume_exactly() {
     stop.extend(["--max-steps", "4"]);
     let o = train(&b, &stop);
     assert!(o.status.success(), "{}", stderr(&o));
-    let ave = data().join("ave");
-    let mut resume = vec![
-        "train",
-        "--resume",
-        "--data",
-        ave.to_str().unwrap(),
-        "--out",
-        b.to_str().unwrap(),
-    ];
-    resume.extend(&fresh[2..]);
-    let o = mbt(&resume);
+    let o = resume(&b, &fresh[2..]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         weights(&a, "checkpoint/model.bpk") == weights(&b, "checkpoint/model.bpk"),
@@ -199,17 +198,9 @@ fn fresh_renders_change_the_training_data_and_resume_exactly() {
     assert_eq!(val_lines(&a), val_lines(&b));
 
     // Without the source media: an error that says what to do, before any training.
-    let o = train(
-        &root.join("nomedia"),
-        &[
-            "--set",
-            "train.fresh_renders=true",
-            "--manifest",
-            data().join("packages.toml").to_str().unwrap(),
-            "--cache",
-            root.join("missing").to_str().unwrap(),
-        ],
-    );
+    let missing = fresh_args(&root.join("missing"));
+    let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
+    let o = train(&root.join("nomedia"), &missing);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("mbt data fetch"), "{}", stderr(&o));
     assert!(!root.join("nomedia/checkpoint").exists());
@@ -251,16 +242,7 @@ fn sigint_saves_a_checkpoint_that_resumes() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
-    let o = mbt(&[
-        "train",
-        "--resume",
-        "--max-steps",
-        "1",
-        "--data",
-        data().join("ave").to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    let o = resume(&run, &["--max-steps", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -462,14 +444,7 @@ fn bad_data_and_configs_are_errors_naming_the_item() {
     assert!(stderr(&o).contains("learning_rate"), "{}", stderr(&o));
 
     // --resume without a run.
-    let o = mbt(&[
-        "train",
-        "--resume",
-        "--data",
-        data().join("ave").to_str().unwrap(),
-        "--out",
-        root.join("nothing").to_str().unwrap(),
-    ]);
+    let o = resume(&root.join("nothing"), &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("config.toml"), "{}", stderr(&o));
 }
