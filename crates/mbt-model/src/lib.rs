@@ -10,4 +10,5 @@ pub mod stats;
 pub mod train;
 
 pub use config::{Classifier, FusionKind, ModelConfig, StreamSpec};
+pub use layers::DropPath;
 pub use mbt::{Mbt, Output};

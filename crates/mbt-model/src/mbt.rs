@@ -20,7 +20,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 
 use crate::config::{FusionKind, ModelConfig};
-use crate::layers::{Block, StreamIo};
+use crate::layers::{Block, DropPath, StreamIo};
 
 #[derive(Module, Debug)]
 pub struct Mbt {
@@ -129,17 +129,20 @@ impl Mbt {
         &self.layers[set * self.num_layers + layer]
     }
 
-    /// Forward pass over one `[N, tokens, patch_dim]` input per stream.
-    pub fn forward(&self, inputs: Vec<Tensor<3>>, train: bool) -> Output {
-        self.run(inputs, train, false)
+    /// Forward pass over one `[N, tokens, patch_dim]` input per stream; `drop` is `Some`
+    /// while training (the stochastic-depth masks), `None` for inference.
+    pub fn forward(&self, inputs: Vec<Tensor<3>>, drop: Option<DropPath>) -> Output {
+        self.run(inputs, drop, false)
     }
 
     /// Forward pass that also records every stream's tokens after every layer.
     pub fn forward_traced(&self, inputs: Vec<Tensor<3>>) -> Output {
-        self.run(inputs, false, true)
+        self.run(inputs, None, true)
     }
 
-    fn run(&self, inputs: Vec<Tensor<3>>, train: bool, record: bool) -> Output {
+    fn run(&self, inputs: Vec<Tensor<3>>, drop: Option<DropPath>, record: bool) -> Output {
+        // Each (stream, layer) draws its own masks.
+        let at = |s: usize, l: usize| drop.map(|d| d.derive((s * self.num_layers + l) as u64));
         let mut xs: Vec<Tensor<3>> = inputs
             .into_iter()
             .zip(&self.streams)
@@ -153,7 +156,7 @@ impl Mbt {
             xs = if !fused || self.fusion_code == 0 {
                 xs.into_iter()
                     .enumerate()
-                    .map(|(s, x)| self.block(s, l).forward(x, train))
+                    .map(|(s, x)| self.block(s, l).forward(x, at(s, l)))
                     .collect()
             } else if self.fusion_code == 1 {
                 let [b, _, d] = xs[0].dims();
@@ -170,7 +173,7 @@ impl Mbt {
                 for (s, x) in xs.into_iter().enumerate() {
                     let y = self
                         .block(s, l)
-                        .forward(Tensor::cat(vec![x, bn.clone()], 1), train);
+                        .forward(Tensor::cat(vec![x, bn.clone()], 1), at(s, l));
                     let n = lens[s];
                     let own = y.clone().narrow(1, 0, n);
                     let bs = y.narrow(1, n, nb);
@@ -193,7 +196,10 @@ impl Mbt {
                 xs.into_iter()
                     .zip(qkvs)
                     .enumerate()
-                    .map(|(s, (x, t))| self.block(s, l).finish(x, t.q, k.clone(), v.clone(), train))
+                    .map(|(s, (x, t))| {
+                        self.block(s, l)
+                            .finish(x, t.q, k.clone(), v.clone(), at(s, l))
+                    })
                     .collect()
             };
             if record {

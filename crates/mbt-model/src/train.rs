@@ -6,19 +6,21 @@
 //! logits' loss plus `modality_loss_weight` times each stream head's own loss, so every head
 //! learns to stand alone (the daemon falls back to one head when a sensor dies).
 
+use std::ops::Range;
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::{Mbt, ModelConfig};
+use crate::{DropPath, Mbt, ModelConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,7 +91,9 @@ pub struct TrainConfig {
     pub color_jitter: f64,
     /// Shift of the audio window, at most this many spectrogram frames either way.
     pub time_shift: usize,
-    /// Threads for burn's CPU backend and data preparation (1 = deterministic).
+    /// Threads for burn's CPU backend and data preparation (1 = deterministic). With more
+    /// than one, every step also cuts its batch into one shard per thread, trained in
+    /// parallel on forks of the weights with their gradients summed (see [`Trainer::step`]).
     pub threads: usize,
     /// Train each epoch after the first on a freshly rendered training split (same size, same
     /// training sources, new positions, levels, noise, pitch... drawn from `(seed, epoch)`)
@@ -287,59 +291,49 @@ impl Trainer {
         }
     }
 
-    fn inputs(&self, batch: &Batch, device: &Device) -> Vec<Tensor<3>> {
-        self.cfg
-            .streams()
-            .iter()
-            .zip(&batch.inputs)
-            .map(|(s, x)| tensor3(x.clone(), [batch.n, s.tokens, s.patch_dim], device))
-            .collect()
-    }
-
     /// One optimisation step at learning rate `lr`; `step_seed` seeds stochastic depth so a
     /// resumed run draws the same masks as an uninterrupted one. Returns the losses and the
     /// fused logits of the batch (before the update), for running training metrics.
+    ///
+    /// With `threads > 1` the batch is cut into that many contiguous shards whose forward and
+    /// backward passes run at the same time on the thread pool, each on its own fork of the
+    /// weights (so each has its own autograd graph); their gradients, each weighted by its
+    /// share of the batch, are summed into the gradient of the whole batch's mean loss. The
+    /// CPU backend's kernels barely use a second core on tensors this small (1.09x from one
+    /// thread to two, BENCHMARKS.md); whole shards do.
     pub fn step(&mut self, batch: &Batch, lr: f64, step_seed: u64) -> (StepStats, Vec<f32>) {
         let Some(model) = self.model.take() else {
             unreachable!("the model is put back at the end of every step")
         };
-        self.device.seed(step_seed);
-        let inputs = self.inputs(batch, &self.device);
-        let classes = self.cfg.num_classes();
-        let targets: Tensor<2> = Tensor::from_data(
-            TensorData::new(batch.targets.clone(), [batch.n, classes]),
-            &self.device,
-        );
-        let out = model.forward(inputs, true);
-        let logits = out
-            .logits
-            .clone()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
-        let fused = loss(out.logits, targets.clone(), self.train.loss);
-        let mut total = fused.clone();
-        if self.train.modality_loss_weight > 0.0 {
-            for (i, l) in out.stream_logits.into_iter().enumerate() {
-                let own = match batch.stream_targets.get(i) {
-                    Some(t) => loss(
-                        l,
-                        Tensor::from_data(
-                            TensorData::new(t.clone(), [batch.n, classes]),
-                            &self.device,
-                        ),
-                        Loss::Sigmoid,
-                    ),
-                    None => loss(l, targets.clone(), self.train.loss),
-                };
-                total = total + own * self.train.modality_loss_weight;
-            }
-        }
-        let stats = StepStats {
-            loss: total.clone().into_scalar::<f32>(),
-            fused_loss: fused.into_scalar::<f32>(),
+        let parts = shards(batch.n, self.train.threads);
+        let ctx = ShardCtx {
+            cfg: &self.cfg,
+            train: &self.train,
+            device: &self.device,
+            batch,
+            step_seed,
         };
-        let grads = GradientsParams::from_grads(total.backward(), &model);
+        let (stats, logits, grads) = if parts.len() == 1 {
+            // One shard: the model itself, no fork, no weighting (the single-thread
+            // arithmetic stays what it always was).
+            let out = ctx.pass(&model, 0..batch.n);
+            (out.stats, out.logits, out.grads)
+        } else {
+            let outs: Vec<ShardOut> = parts
+                .into_par_iter()
+                .map(|r| ctx.pass(&model.clone().fork(ctx.device), r))
+                .collect();
+            let mut acc = GradientsAccumulator::<Mbt>::new();
+            let mut stats = StepStats::default();
+            let mut logits = Vec::with_capacity(batch.n * self.cfg.num_classes());
+            for out in outs {
+                acc.accumulate(&model, out.grads);
+                stats.loss += out.stats.loss;
+                stats.fused_loss += out.stats.fused_loss;
+                logits.extend(out.logits);
+            }
+            (stats, logits, acc.grads())
+        };
         self.model = Some(self.optim.step(lr, model, grads));
         (stats, logits)
     }
@@ -412,6 +406,90 @@ impl Trainer {
     }
 }
 
+/// What one shard of a step needs (shared read-only by the shards' threads).
+struct ShardCtx<'a> {
+    cfg: &'a ModelConfig,
+    train: &'a TrainConfig,
+    device: &'a Device,
+    batch: &'a Batch,
+    step_seed: u64,
+}
+
+/// One shard's losses (weighted by its share of the batch), fused logits and gradients.
+struct ShardOut {
+    stats: StepStats,
+    logits: Vec<f32>,
+    grads: GradientsParams,
+}
+
+impl ShardCtx<'_> {
+    /// Forward and backward over the batch's samples `rows` with `model`.
+    fn pass(&self, model: &Mbt, rows: Range<usize>) -> ShardOut {
+        let (b, n) = (self.batch, rows.len());
+        let classes = self.cfg.num_classes();
+        let part = |v: &[f32]| {
+            let row = v.len() / b.n.max(1);
+            v[rows.start * row..rows.end * row].to_vec()
+        };
+        let inputs = self
+            .cfg
+            .streams()
+            .iter()
+            .zip(&b.inputs)
+            .map(|(s, x)| tensor3(part(x), [n, s.tokens, s.patch_dim], self.device))
+            .collect();
+        let matrix = |v: &[f32]| -> Tensor<2> {
+            Tensor::from_data(TensorData::new(part(v), [n, classes]), self.device)
+        };
+        let targets = matrix(&b.targets);
+        let drop = DropPath {
+            seed: self.step_seed,
+            first_row: rows.start,
+        };
+        let out = model.forward(inputs, Some(drop));
+        let logits = out
+            .logits
+            .clone()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        let fused = loss(out.logits, targets.clone(), self.train.loss);
+        let mut total = fused.clone();
+        if self.train.modality_loss_weight > 0.0 {
+            for (i, l) in out.stream_logits.into_iter().enumerate() {
+                let own = match b.stream_targets.get(i) {
+                    Some(t) => loss(l, matrix(t), Loss::Sigmoid),
+                    None => loss(l, targets.clone(), self.train.loss),
+                };
+                total = total + own * self.train.modality_loss_weight;
+            }
+        }
+        // The batch loss is the mean over all samples: a shard's mean counts by its share.
+        let (total, fused) = if n == b.n {
+            (total, fused)
+        } else {
+            let share = n as f64 / b.n as f64;
+            (total * share, fused * share)
+        };
+        let stats = StepStats {
+            loss: total.clone().into_scalar::<f32>(),
+            fused_loss: fused.into_scalar::<f32>(),
+        };
+        ShardOut {
+            stats,
+            logits,
+            grads: GradientsParams::from_grads(total.backward(), model),
+        }
+    }
+}
+
+/// `threads` contiguous row ranges covering `0..n` (fewer when `n` is smaller), sizes
+/// differing by at most one.
+fn shards(n: usize, threads: usize) -> Vec<Range<usize>> {
+    let k = threads.clamp(1, n.max(1));
+    (0..k).map(|i| (i * n / k)..((i + 1) * n / k)).collect()
+}
+
 struct CollectIds(Vec<u64>);
 
 impl ModuleVisitor for CollectIds {
@@ -460,7 +538,7 @@ pub fn predict(model: &Mbt, cfg: &ModelConfig, batch: &Batch) -> Predictions {
         .zip(&batch.inputs)
         .map(|(s, x)| tensor3(x.clone(), [batch.n, s.tokens, s.patch_dim], &device))
         .collect();
-    let out = model.forward(inputs, false);
+    let out = model.forward(inputs, None);
     let vec = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap_or_default();
     Predictions {
         fused: vec(out.logits),
@@ -543,6 +621,95 @@ mod tests {
         let want = -(1.0 - s(1.0)).ln() - (1.0 - s(2.0)).ln() - s(3.0).ln();
         let got = loss(logits, target, Loss::Sigmoid).into_scalar::<f32>();
         assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    /// A batch of `n` samples for `cfg` with inputs in [-1, 1) from a fixed LCG and one-hot
+    /// targets cycling through the classes.
+    fn toy_batch(cfg: &ModelConfig, n: usize) -> Batch {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let classes = cfg.num_classes();
+        Batch {
+            n,
+            inputs: cfg
+                .streams()
+                .iter()
+                .map(|s| (0..n * s.tokens * s.patch_dim).map(|_| next()).collect())
+                .collect(),
+            targets: (0..n * classes)
+                .map(|i| f32::from(i % classes == (i / classes) % classes))
+                .collect(),
+            stream_targets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_batch_cut_into_shards_steps_like_the_whole_batch() {
+        // Stochastic depth on, so the test also holds the masks to the same rows.
+        let cfg = ModelConfig {
+            width: 16,
+            layers: 2,
+            heads: 2,
+            mlp_ratio: 2,
+            fusion_layer: 1,
+            drop_path: 0.4,
+            ..Default::default()
+        };
+        let recipe = |threads| TrainConfig {
+            optimizer: Optimizer::Sgd,
+            threads,
+            ..TrainConfig::default()
+        };
+        let batch = toy_batch(&cfg, 5);
+        let whole = Trainer::new(&cfg, &recipe(1), 1);
+        let before = whole.predict(&batch).fused;
+        // Three trainers on the same weights: whole batch, 3 shards (rows 0-0, 1-2, 3-4), and
+        // the whole batch with other stochastic-depth masks.
+        let same = |threads| Trainer {
+            model: whole.model.clone(),
+            optim: optimizer(&recipe(threads)),
+            device: whole.device.clone(),
+            cfg: cfg.clone(),
+            train: recipe(threads),
+        };
+        let (mut one, mut three, mut other) = (same(1), same(3), same(1));
+        let (s1, l1) = one.step(&batch, 0.5, 7);
+        let (s3, l3) = three.step(&batch, 0.5, 7);
+        let (s_other, _) = other.step(&batch, 0.5, 8);
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len(), "{what}");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + x.abs()),
+                    "{what}[{i}]: {x} vs {y}"
+                );
+            }
+        };
+        close(
+            &[s1.loss, s1.fused_loss],
+            &[s3.loss, s3.fused_loss],
+            "losses",
+        );
+        close(&l1, &l3, "logits before the update");
+        let after = one.predict(&batch).fused;
+        close(
+            &after,
+            &three.predict(&batch).fused,
+            "logits after the update",
+        );
+        // The comparison is not vacuous: the step moved the weights, and the masks matter.
+        assert!(before.iter().zip(&after).any(|(a, b)| (a - b).abs() > 1e-3));
+        assert!(
+            (s1.loss - s_other.loss).abs() > 1e-4,
+            "{} vs {}",
+            s1.loss,
+            s_other.loss
+        );
     }
 
     #[test]

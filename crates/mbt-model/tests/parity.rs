@@ -57,7 +57,7 @@ fn check(cfg: ModelConfig) {
         TensorData::new(audio.clone(), [2, s[1].tokens, s[1].patch_dim]),
         &device,
     );
-    let out = model.forward(vec![v, a], false);
+    let out = model.forward(vec![v, a], None);
     let reference = [
         out.logits,
         out.stream_logits[0].clone(),

@@ -8,6 +8,6 @@ pub mod mlp;
 pub mod stream;
 
 pub use attention::{attend, Attention};
-pub use block::Block;
+pub use block::{Block, DropPath};
 pub use mlp::Mlp;
 pub use stream::StreamIo;
