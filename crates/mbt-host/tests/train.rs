@@ -40,6 +40,13 @@ threads = 1
 mixup_prob = 0.5
 "#;
 
+/// A path the test built, as a command-line argument (the temp dirs are UTF-8; a panic names
+/// the path if one is not).
+fn arg(p: &Path) -> &str {
+    p.to_str()
+        .unwrap_or_else(|| panic!("{}: not a UTF-8 path", p.display()))
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -76,14 +83,7 @@ fn train(out: &Path, extra: &[&str]) -> Output {
 /// `mbt train --resume` of the run in `out` on the shared data set, `extra` arguments appended.
 fn resume(out: &Path, extra: &[&str]) -> Output {
     let ave = data().join("ave");
-    let mut args = vec![
-        "train",
-        "--resume",
-        "--data",
-        ave.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let mut args = vec!["train", "--resume", "--data", arg(&ave), "--out", arg(out)];
     args.extend(extra);
     mbt(&args)
 }
@@ -136,29 +136,31 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
 /// files hold per-process parameter ids, while the export is deterministic for equal weights.
 fn weights(run: &Path, f: &str) -> Vec<u8> {
     let out = run.join(format!("{}.onnx", f.replace('/', "-")));
+    let (config, checkpoint) = (run.join("config.toml"), run.join(f));
     let o = mbt(&[
         "export",
         "--config",
-        run.join("config.toml").to_str().unwrap(),
+        arg(&config),
         "--checkpoint",
-        run.join(f).to_str().unwrap(),
+        arg(&checkpoint),
         "--out",
-        out.to_str().unwrap(),
+        arg(&out),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    std::fs::read(out).unwrap()
+    std::fs::read(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()))
 }
 
 /// `train.fresh_renders` with the fixture's source manifest (the pool the data set was built
 /// from) and the media in `cache`.
 fn fresh_args(cache: &Path) -> Vec<String> {
+    let manifest = data().join("packages.toml");
     [
         "--set",
         "train.fresh_renders=true",
         "--manifest",
-        data().join("packages.toml").to_str().unwrap(),
+        arg(&manifest),
         "--cache",
-        cache.to_str().unwrap(),
+        arg(cache),
     ]
     .map(String::from)
     .to_vec()
