@@ -24,6 +24,7 @@
 //! rose by `update_delta` or the modalities behind the event changed.
 
 use mbt_core::event::{Event, EventKind, Modalities, EVENT_SCHEMA};
+use serde::Serialize;
 
 use crate::clock::{secs_to_us, us_to_secs, Clock, Micros};
 use crate::config::EventsConfig;
@@ -38,6 +39,18 @@ pub struct LabelParams {
     pub release: f32,
     pub min_duration_us: Micros,
     pub cooldown_us: Micros,
+}
+
+/// The highest score a label reached over a run, the window where it did, and the threshold
+/// it had to reach: `mbtd`'s exit report carries one per label, because "no events" alone
+/// does not tell a user whether the model saw nothing or saw something just under the bar.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelPeak {
+    pub label: String,
+    pub score: f32,
+    /// The window (start, end) on the run's clock, in seconds.
+    pub window_s: (f64, f64),
+    pub threshold: f32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,6 +90,8 @@ struct Track {
     last_inactive_end: Option<Micros>,
     /// No new event before this time (window start).
     cooldown_until: Micros,
+    /// Highest score over the run and its window (start, end).
+    best: Option<(f32, Micros, Micros)>,
 }
 
 pub struct EventTracker {
@@ -108,6 +123,7 @@ impl EventTracker {
                     state: State::Idle,
                     last_inactive_end: None,
                     cooldown_until: 0,
+                    best: None,
                 }
             })
             .collect();
@@ -166,6 +182,10 @@ impl EventTracker {
             let Some(&score) = w.fused.get(c) else {
                 continue;
             };
+            if t.best.is_none_or(|(b, _, _)| score > b) {
+                self.tracks[i].best = Some((score, w.start_us, w.end_us));
+            }
+            let t = &self.tracks[i];
             let peak_here = Peak {
                 score,
                 audio: w.audio.as_ref().and_then(|p| p.get(c).copied()),
@@ -307,6 +327,22 @@ impl EventTracker {
         out
     }
 
+    /// Each label's highest score so far (labels in model order, `none` left out; labels no
+    /// window scored are left out too).
+    pub fn peaks(&self) -> Vec<LabelPeak> {
+        self.tracks
+            .iter()
+            .filter_map(|t| {
+                t.best.map(|(score, start, end)| LabelPeak {
+                    label: t.label.clone(),
+                    score,
+                    window_s: (us_to_secs(start), us_to_secs(end)),
+                    threshold: t.params.threshold,
+                })
+            })
+            .collect()
+    }
+
     /// Shutdown or end of a recording: ends every open event at the end of its last active
     /// window (pending ones were never reported and are dropped).
     pub fn finish(&mut self) -> Vec<Event> {
@@ -415,6 +451,40 @@ mod tests {
         assert_eq!(ev[1].score_audio, Some(0.6 * 0.9));
         assert_eq!(ev[1].score_video, Some(0.6 * 0.8));
         assert_eq!(ev[0].model_version, "test-1");
+    }
+
+    #[test]
+    fn peaks_keep_each_labels_highest_score_and_its_first_window() {
+        let mut t = tracker(EventsConfig {
+            threshold: 0.7,
+            ..Default::default()
+        });
+        assert!(t.peaks().is_empty(), "no window scored yet");
+        // Glass peaks at 0.45 in window 2 and again (not higher) in window 4; door at 0.3 in
+        // window 1; `none` (0.9 in window 0) is not a label that fires, so it is left out.
+        let ev = run(
+            &mut t,
+            &[(0.1, 0.0), (0.2, 0.3), (0.45, 0.1), (0.3, 0.2), (0.45, 0.0)],
+        );
+        assert!(ev.is_empty());
+        let p = t.peaks();
+        assert_eq!(
+            p,
+            vec![
+                LabelPeak {
+                    label: "glass".into(),
+                    score: 0.45,
+                    window_s: (2.0, 4.0),
+                    threshold: 0.7
+                },
+                LabelPeak {
+                    label: "door".into(),
+                    score: 0.3,
+                    window_s: (1.0, 3.0),
+                    threshold: 0.7
+                },
+            ]
+        );
     }
 
     #[test]

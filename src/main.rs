@@ -86,6 +86,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         "done: {}",
         serde_json::to_string(&report).unwrap_or_default()
     );
+    if let Some(hint) = report.no_event_hint() {
+        tracing::info!("{hint}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -33,7 +33,7 @@ use crate::backend;
 use crate::clock::{secs_to_us, Clock};
 use crate::config::{Config, EventsConfig};
 use crate::detector::{check_model, Detector, Scored, WindowMedia};
-use crate::events::EventTracker;
+use crate::events::{EventTracker, LabelPeak};
 use crate::publish::{EvidenceWriter, PipelineMetrics};
 use crate::queue::{Overflow, WindowQueue};
 use crate::sink::{Sink, StdoutSink, WindowScores};
@@ -72,6 +72,35 @@ pub struct RunReport {
     pub seconds: f64,
     #[serde(flatten)]
     pub stats: Report,
+    /// Each label's highest score over the run (see [`LabelPeak`]).
+    pub peaks: Vec<LabelPeak>,
+}
+
+impl RunReport {
+    /// When windows were scored but no event came out, a line saying how close each label
+    /// came (highest first) and what to change: the answer to "why does it print nothing?".
+    pub fn no_event_hint(&self) -> Option<String> {
+        if self.stats.events > 0 || self.peaks.is_empty() {
+            return None;
+        }
+        let mut peaks: Vec<&LabelPeak> = self.peaks.iter().collect();
+        peaks.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let listed: Vec<String> = peaks
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {:.3} at {:.1}-{:.1} s (threshold {})",
+                    p.label, p.score, p.window_s.0, p.window_s.1, p.threshold
+                )
+            })
+            .collect();
+        Some(format!(
+            "no events: no label's score reached its threshold; highest scores: {}. \
+             `mbt timeline` draws every score over a clip; `events.threshold` and \
+             `events.labels.<label>.threshold` set the thresholds",
+            listed.join(", ")
+        ))
+    }
 }
 
 /// Builds the pipeline the configuration describes: loads the model (once) with the chosen
@@ -347,6 +376,7 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
                 }
                 deliver(&mut sinks, &events, &stats, metrics.as_deref()).await;
             }
+            let peaks = tracker.peaks();
             let mut events = tracker.finish();
             if let Some(ev) = evidence.as_mut() {
                 ev.write(&mut events, &WindowMedia::default()).await;
@@ -358,6 +388,7 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
                     tracing::warn!("{err}");
                 }
             }
+            peaks
         })
     };
 
@@ -432,9 +463,10 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
     if !matches!(joined, Ok(Ok(()))) {
         tracing::error!("the inference thread panicked");
     }
-    if events_task.await.is_err() {
+    let peaks = events_task.await.unwrap_or_else(|_| {
         tracing::error!("the events task panicked");
-    }
+        Vec::new()
+    });
     if let Some(m) = &metrics {
         m.mirror(&stats.snapshot());
     }
@@ -456,10 +488,54 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
         model_version: meta.model_version,
         seconds: started.elapsed().as_secs_f64(),
         stats: stats.snapshot(),
+        peaks,
     })
 }
 
 /// Seconds to microseconds, for tests that build a [`WindowSpec`] by hand.
 pub fn us(s: f64) -> crate::clock::Micros {
     secs_to_us(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(events: u64, scores: &[(&str, f32)]) -> RunReport {
+        RunReport {
+            backend: "tract-cpu".into(),
+            model_version: "m".into(),
+            seconds: 1.0,
+            stats: Report {
+                events,
+                ..Default::default()
+            },
+            peaks: scores
+                .iter()
+                .enumerate()
+                .map(|(k, (label, score))| LabelPeak {
+                    label: label.to_string(),
+                    score: *score,
+                    window_s: (k as f64, k as f64 + 2.0),
+                    threshold: 0.5,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_no_event_hint_lists_labels_highest_first_and_only_when_nothing_fired() {
+        let hint = report(0, &[("glass", 0.2), ("door", 0.4375)])
+            .no_event_hint()
+            .unwrap();
+        assert!(
+            hint.contains(
+                "highest scores: door 0.438 at 1.0-3.0 s (threshold 0.5), glass 0.200 at 0.0-2.0 s"
+            ),
+            "{hint}"
+        );
+        assert_eq!(report(1, &[("glass", 0.9)]).no_event_hint(), None);
+        // Nothing scored (a model that never ran): nothing to say about thresholds.
+        assert_eq!(report(0, &[]).no_event_hint(), None);
+    }
 }

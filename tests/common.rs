@@ -109,3 +109,12 @@ pub fn events(stdout: &[u8]) -> Vec<mbt_core::event::Event> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not an event: {l}: {e}")))
         .collect()
 }
+
+/// The run report `mbtd` logs at exit (`done: {...}`).
+pub fn report(stderr: &str) -> serde_json::Value {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.split_once("done: ").map(|x| x.1))
+        .unwrap_or_else(|| panic!("no report in: {stderr}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("report {line}: {e}"))
+}

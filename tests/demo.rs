@@ -10,7 +10,7 @@ use std::path::Path;
 
 use mbt_core::event::EventKind;
 
-use crate::common::{events, mbtd, stderr, ROOT};
+use crate::common::{events, mbtd, report, stderr, ROOT};
 
 const TOLERANCE_S: f64 = 1.5;
 
@@ -111,5 +111,74 @@ fn demo_runs_with_the_bundled_model_and_prints_well_formed_events() {
             "event {} never ended",
             n.id
         );
+    }
+}
+
+/// The exit report's per-label peaks are what the windows printed (`sink.stdout_scores`): for
+/// each label but `none`, the highest fused score and the first window that reached it; and
+/// when nothing fired, the log says how close each label came instead of staying silent.
+#[test]
+fn the_report_gives_each_labels_highest_score_as_the_windows_printed_it() {
+    let o = mbtd(&[
+        "--set",
+        "model.path=models/edge.onnx",
+        "--set",
+        "audio.source=replay",
+        "--set",
+        "video.source=replay",
+        "--set",
+        "sink.stdout_scores=true",
+        "--set",
+        "events.labels.glass_breaking.threshold=0.9",
+    ]);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    // label -> (score, window start, window end), from the printed windows.
+    let mut best: Vec<(String, f64, f64, f64)> = Vec::new();
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let Some(w) = v.get("window") else { continue };
+        for pair in w["fused"].as_array().unwrap() {
+            let (label, p) = (pair[0].as_str().unwrap(), pair[1].as_f64().unwrap());
+            if label == "none" {
+                continue;
+            }
+            let at = (w["start_s"].as_f64().unwrap(), w["end_s"].as_f64().unwrap());
+            match best.iter_mut().find(|b| b.0 == label) {
+                Some(b) if p > b.1 => *b = (b.0.clone(), p, at.0, at.1),
+                Some(_) => {}
+                None => best.push((label.to_string(), p, at.0, at.1)),
+            }
+        }
+    }
+    assert_eq!(best.len(), 5, "{best:?}");
+    let r = report(&log);
+    let peaks = r["peaks"].as_array().unwrap();
+    assert_eq!(peaks.len(), best.len(), "{r}");
+    for (p, (label, score, start, end)) in peaks.iter().zip(&best) {
+        assert_eq!(p["label"].as_str(), Some(label.as_str()), "{r}");
+        assert!(
+            (p["score"].as_f64().unwrap() - score).abs() < 1e-6,
+            "{label}: {r}"
+        );
+        assert_eq!(p["window_s"][0].as_f64(), Some(*start), "{label}: {r}");
+        assert_eq!(p["window_s"][1].as_f64(), Some(*end), "{label}: {r}");
+        let threshold = if label == "glass_breaking" { 0.9 } else { 0.5 };
+        assert!(
+            (p["threshold"].as_f64().unwrap() - threshold).abs() < 1e-6,
+            "{r}"
+        );
+    }
+    let fired = r["events"].as_u64().unwrap();
+    let hint = log.lines().find(|l| l.contains("no events: "));
+    if fired == 0 {
+        let top = best.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+        let hint = hint.unwrap_or_else(|| panic!("no hint when nothing fired: {log}"));
+        assert!(
+            hint.contains(&format!("highest scores: {} {:.3}", top.0, top.1)),
+            "{hint}"
+        );
+    } else {
+        assert!(hint.is_none(), "{log}");
     }
 }

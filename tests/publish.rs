@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use mbt_core::event::{Event, EventKind};
 
 use crate::broker::{check_delivery, free_port, subscriber, Broker, Received};
-use crate::common::{events, mbtd_with_state, random_model, stderr, temp_dir};
+use crate::common::{events, mbtd_with_state, random_model, report, stderr, temp_dir};
 
 /// Event settings that make a random model produce a steady stream of short events on the
 /// synthetic source: every label at a low threshold with release just under it, no cool-down,
@@ -607,13 +607,4 @@ fn scrape(port: u16) -> String {
         assert!(t.elapsed() < Duration::from_secs(30), "no metrics endpoint");
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// The run report `mbtd` logs at exit (`done: {...}`).
-fn report(stderr: &str) -> serde_json::Value {
-    let line = stderr
-        .lines()
-        .find_map(|l| l.split_once("done: ").map(|x| x.1))
-        .unwrap_or_else(|| panic!("no report in: {stderr}"));
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("report {line}: {e}"))
 }
