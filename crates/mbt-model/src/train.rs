@@ -91,7 +91,7 @@ pub struct TrainConfig {
     pub color_jitter: f64,
     /// Shift of the audio window, at most this many spectrogram frames either way.
     pub time_shift: usize,
-    /// Threads for burn's CPU backend and data preparation (1 = deterministic). With more
+    /// Threads for burn's CPU backend and data preparation. With more
     /// than one, every step also cuts its batch into one shard per thread, trained in
     /// parallel on forks of the weights with their gradients summed (see [`Trainer::step`]).
     pub threads: usize,

@@ -9,9 +9,11 @@
 //! Reproducibility: the epoch's order comes from `(seed, epoch)`, each clip's augmentation from
 //! `(seed, epoch, clip)`, mixup from `(seed, step)` and stochastic depth from `(seed, step)`, so
 //! a run resumed from any checkpoint (every epoch, or on SIGINT mid-epoch) continues exactly in
-//! schedule. With `threads = 1` the arithmetic is deterministic too; with more, each step
-//! splits its batch into one shard per thread (see [`mbt_model::train::Trainer::step`]) and
-//! the sums of the shards' gradients may round differently from run to run.
+//! schedule. The arithmetic is deterministic too: with `threads = N > 1` each step splits its
+//! batch into one shard per thread (see [`mbt_model::train::Trainer::step`]) and sums the
+//! shards' gradients in shard order, whichever finishes first, so two runs and a resumed one
+//! end with the same weights (`tests/train.rs`); a run at one thread and one at two differ by
+//! float rounding.
 
 pub mod augment;
 pub mod dataset;
