@@ -5,7 +5,7 @@
 //! Needs the ONNX Runtime library: `ORT_DYLIB_PATH`, or `scripts/fetch-onnxruntime.sh`
 //! (which `scripts/test.sh` runs) having put it in ~/.cache/mbt-edge/onnxruntime.
 
-use crate::common::{mbtd, stderr};
+use crate::common::{mbtd, mbtd_demo, stderr};
 
 fn onnxruntime_library() -> String {
     mbt_infer::onnxruntime::reference_library().unwrap_or_else(|e| panic!("{e}"))
@@ -17,18 +17,7 @@ type DemoRun = (Vec<(u64, Vec<f64>)>, Vec<String>, String);
 
 /// A demo run with `sink.stdout_scores`.
 fn demo_run(extra: &[&str]) -> DemoRun {
-    let mut args = vec![
-        "--set",
-        "model.path=models/edge.onnx",
-        "--set",
-        "audio.source=replay",
-        "--set",
-        "video.source=replay",
-        "--set",
-        "sink.stdout_scores=true",
-    ];
-    args.extend_from_slice(extra);
-    let o = mbtd(&args);
+    let o = mbtd_demo(&[&["--set", "sink.stdout_scores=true"], extra].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     let mut windows = Vec::new();
     let mut events = Vec::new();
@@ -92,13 +81,7 @@ fn auto_falls_back_to_the_cpu_when_the_accelerator_is_missing_and_says_why() {
     );
     assert!(log.contains("backend: tract-cpu"), "{log}");
     // Asked for explicitly, the same configuration is an error at start, not a CPU run.
-    let o = mbtd(&[
-        "--set",
-        "model.path=models/edge.onnx",
-        "--set",
-        "audio.source=replay",
-        "--set",
-        "video.source=replay",
+    let o = mbtd_demo(&[
         "--set",
         "model.backend=ort",
         "--set",

@@ -85,6 +85,21 @@ pub fn mbtd(args: &[&str]) -> Output {
     mbtd_with_state(args, STATE.get_or_init(|| temp_dir("state")))
 }
 
+/// [`mbtd`] on the bundled demo clip (`models/demo`, replayed) with the bundled model
+/// (`models/edge.onnx`): the README's main job; `extra` arguments appended.
+pub fn mbtd_demo(extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--set",
+        "model.path=models/edge.onnx",
+        "--set",
+        "audio.source=replay",
+        "--set",
+        "video.source=replay",
+    ];
+    args.extend_from_slice(extra);
+    mbtd(&args)
+}
+
 /// [`mbtd`] with `$XDG_STATE_HOME` = `state`.
 pub fn mbtd_with_state(args: &[&str], state: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mbtd"))

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use mbt_core::event::EventKind;
 
-use crate::common::{events, mbtd, report, stderr, ROOT};
+use crate::common::{events, mbtd_demo, report, stderr, ROOT};
 
 const TOLERANCE_S: f64 = 1.5;
 
@@ -28,14 +28,7 @@ fn demo_clip_events_match_the_timeline() {
         );
         return;
     }
-    let o = mbtd(&[
-        "--set",
-        &format!("model.path={}", model.display()),
-        "--set",
-        "audio.source=replay",
-        "--set",
-        "video.source=replay",
-    ]);
+    let o = mbtd_demo(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let got: Vec<(String, f64)> = events(&o.stdout)
         .into_iter()
@@ -80,15 +73,7 @@ fn demo_clip_events_match_the_timeline() {
 /// version).
 #[test]
 fn demo_runs_with_the_bundled_model_and_prints_well_formed_events() {
-    let model = Path::new(ROOT).join("models/edge.onnx");
-    let o = mbtd(&[
-        "--set",
-        &format!("model.path={}", model.display()),
-        "--set",
-        "audio.source=replay",
-        "--set",
-        "video.source=replay",
-    ]);
+    let o = mbtd_demo(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let evs = events(&o.stdout);
     let labels = [
@@ -119,13 +104,7 @@ fn demo_runs_with_the_bundled_model_and_prints_well_formed_events() {
 /// when nothing fired, the log says how close each label came instead of staying silent.
 #[test]
 fn the_report_gives_each_labels_highest_score_as_the_windows_printed_it() {
-    let o = mbtd(&[
-        "--set",
-        "model.path=models/edge.onnx",
-        "--set",
-        "audio.source=replay",
-        "--set",
-        "video.source=replay",
+    let o = mbtd_demo(&[
         "--set",
         "sink.stdout_scores=true",
         "--set",
