@@ -5,7 +5,7 @@
 //! Needs the ONNX Runtime library: `ORT_DYLIB_PATH`, or `scripts/fetch-onnxruntime.sh`
 //! (which `scripts/test.sh` runs) having put it in ~/.cache/mbt-edge/onnxruntime.
 
-use crate::common::{mbtd, mbtd_demo, stderr};
+use crate::common::{demo_scores, mbtd, mbtd_demo, stderr};
 
 fn onnxruntime_library() -> String {
     mbt_infer::onnxruntime::reference_library().unwrap_or_else(|e| panic!("{e}"))
@@ -17,25 +17,18 @@ type DemoRun = (Vec<(u64, Vec<f64>)>, Vec<String>, String);
 
 /// A demo run with `sink.stdout_scores`.
 fn demo_run(extra: &[&str]) -> DemoRun {
-    let o = mbtd_demo(&[&["--set", "sink.stdout_scores=true"], extra].concat());
-    assert!(o.status.success(), "{}", stderr(&o));
-    let mut windows = Vec::new();
-    let mut events = Vec::new();
-    for line in String::from_utf8_lossy(&o.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        if let Some(w) = v.get("window") {
-            let fused = w["fused"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p[1].as_f64().unwrap())
-                .collect();
-            windows.push((w["index"].as_u64().unwrap(), fused));
-        } else {
-            events.push(format!("{} {} {}", v["type"], v["label"], v["start_s"]));
-        }
-    }
-    (windows, events, stderr(&o))
+    let run = demo_scores(extra);
+    let windows = run
+        .windows
+        .iter()
+        .map(|w| (w.index, w.fused.iter().map(|(_, p)| *p).collect()))
+        .collect();
+    let events = run
+        .events
+        .iter()
+        .map(|v| format!("{} {} {}", v["type"], v["label"], v["start_s"]))
+        .collect();
+    (windows, events, run.log)
 }
 
 #[test]

@@ -100,6 +100,49 @@ pub fn mbtd_demo(extra: &[&str]) -> Output {
     mbtd(&args)
 }
 
+/// One window's scores as `sink.stdout_scores` prints them (`{"window": {...}}`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PrintedWindow {
+    pub index: u64,
+    pub start_s: f64,
+    pub end_s: f64,
+    /// (label, probability) in the model's label order.
+    pub fused: Vec<(String, f64)>,
+}
+
+/// What a demo run with `sink.stdout_scores` printed: the scored windows, the other stdout
+/// lines (the events) and the log.
+pub struct ScoredRun {
+    pub windows: Vec<PrintedWindow>,
+    pub events: Vec<serde_json::Value>,
+    pub log: String,
+}
+
+/// [`mbtd_demo`] with `sink.stdout_scores`; asserts that it succeeded. A stdout line that is
+/// not JSON, or a window line of another shape, fails the test naming the line.
+pub fn demo_scores(extra: &[&str]) -> ScoredRun {
+    let o = mbtd_demo(&[&["--set", "sink.stdout_scores=true"], extra].concat());
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    let mut run = ScoredRun {
+        windows: Vec::new(),
+        events: Vec::new(),
+        log,
+    };
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+        match v.get("window") {
+            Some(w) => run.windows.push(
+                serde_json::from_value(w.clone())
+                    .unwrap_or_else(|e| panic!("window line ({e}): {line}")),
+            ),
+            None => run.events.push(v),
+        }
+    }
+    run
+}
+
 /// [`mbtd`] with `$XDG_STATE_HOME` = `state`.
 pub fn mbtd_with_state(args: &[&str], state: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mbtd"))
