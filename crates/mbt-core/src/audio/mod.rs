@@ -6,6 +6,7 @@
 pub mod fbank;
 pub mod resample;
 pub mod spectrogram;
+pub mod yamnet;
 
 pub use fbank::{Fbank, LogMel};
 pub use resample::{resample, to_model_rate, SUPPORTED_RATES};
