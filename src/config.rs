@@ -173,11 +173,11 @@ impl Default for VideoSourceConfig {
 pub struct ReplayConfig {
     /// The clip: a directory holding `audio.wav` and `frames/` (or `video.y4m`), like the demo
     /// in `models/demo`, or a data set clip's path without extension (`DIR/ID` for
-    /// `DIR/ID.wav` + `DIR/ID.y4m`).
+    /// `DIR/ID.wav` + `DIR/ID.mjpeg` or `DIR/ID.y4m`).
     pub clip: PathBuf,
     /// Explicit WAV file, overriding the clip's.
     pub audio: Option<PathBuf>,
-    /// Explicit frames (directory of PNG/JPEG, or a .y4m file), overriding the clip's.
+    /// Explicit frames (directory of PNG/JPEG, a .y4m or an .mjpeg file), overriding the clip's.
     pub video: Option<PathBuf>,
     /// Frame rate of a frames directory; 0 = from the clip's `timeline.json` (`fps`). Y4M files
     /// carry their own.

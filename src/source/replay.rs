@@ -1,5 +1,5 @@
 //! Replay of a recorded clip: the demo layout (`audio.wav` + `frames/*.jpg` + `timeline.json`)
-//! or a data set clip (`ID.wav` + `ID.y4m`).
+//! or a data set clip (`ID.wav` + `ID.mjpeg` or `ID.y4m`).
 //!
 //! Timestamps are the media position (sample count / rate, frame index / fps), starting at 0
 //! with the pipeline clock. Paced (`replay.realtime = true`) each period or frame is held back
@@ -61,7 +61,14 @@ pub fn resolve(cfg: &ReplayConfig) -> Result<ClipFiles, ReplayError> {
         };
         (clip.join("audio.wav"), video)
     } else {
-        (clip.with_extension("wav"), clip.with_extension("y4m"))
+        // A data set clip: `ID.mjpeg` (data v2) or `ID.y4m`.
+        let mjpeg = clip.with_extension("mjpeg");
+        let video = if mjpeg.exists() {
+            mjpeg
+        } else {
+            clip.with_extension("y4m")
+        };
+        (clip.with_extension("wav"), video)
     };
     let audio = cfg.audio.clone().unwrap_or(audio);
     let video = cfg.video.clone().unwrap_or(video);
@@ -203,8 +210,23 @@ pub struct VideoReplay {
 
 impl VideoReplay {
     pub fn new(path: &Path, fps: Option<f64>, pacer: Pacer) -> Result<Self, ReplayError> {
-        let is_y4m = path.extension().and_then(|e| e.to_str()) == Some("y4m");
-        let (frames, fps, first) = if is_y4m {
+        let ext = path.extension().and_then(|e| e.to_str());
+        let (frames, fps, first) = if ext == Some("mjpeg") {
+            let (decoded, own_fps) = mbt_media::mjpeg::read(path)?;
+            let fps = own_fps.map(f64::from).or(fps).ok_or_else(|| {
+                clip_err(
+                    path,
+                    "replay.fps",
+                    "this Motion JPEG file names no frame rate: set replay.fps",
+                )
+            })?;
+            let frames: Vec<Arc<RgbFrame>> = decoded.into_iter().map(Arc::new).collect();
+            let first = frames
+                .first()
+                .map(|f| (f.width, f.height))
+                .ok_or_else(|| clip_err(path, "replay.video", "holds no frames"))?;
+            (Frames::Decoded(frames), fps, first)
+        } else if ext == Some("y4m") {
             let bytes = std::fs::read(path).map_err(|e| mbt_media::MediaError::io(path, e))?;
             let fps = y4m_fps(&bytes).ok_or_else(|| {
                 clip_err(
@@ -257,7 +279,7 @@ impl VideoReplay {
             return Err(clip_err(
                 path,
                 "replay.video",
-                "expected a directory of PNG/JPEG frames or a .y4m file",
+                "expected a directory of PNG/JPEG frames, a .y4m or an .mjpeg file",
             ));
         };
         Ok(VideoReplay {

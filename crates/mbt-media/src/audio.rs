@@ -1,8 +1,8 @@
 //! Sound files of any kind the data sources ship -> mono `f32` at the model's rate.
 //!
-//! The AVE-Intersect sources come as Ogg/Vorbis (minetest, tuxpaint), 8/16-bit WAV (the games)
-//! and possibly FLAC. WAV goes through [`crate::wav`] (hound, integer scaling like torchaudio);
-//! Ogg/Vorbis and FLAC through symphonia, a pure-Rust decoder. Channels are averaged, and the
+//! The AVE-Intersect sources come as Ogg/Vorbis (minetest, tuxpaint), 8/16-bit WAV (the games),
+//! MP3 (Scratch) and possibly FLAC. WAV goes through [`crate::wav`] (hound, integer scaling like
+//! torchaudio); Ogg/Vorbis, MP3 and FLAC through symphonia, a pure-Rust decoder. Channels are averaged, and the
 //! result is resampled with the tokenizer's own polyphase resampler
 //! ([`mbt_core::audio::resample`]), so training data and the daemon share one resampling path.
 
@@ -19,25 +19,41 @@ use symphonia::core::probe::Hint;
 use crate::wav::Audio;
 use crate::MediaError;
 
-/// Decodes a sound file by its content type (WAV, Ogg/Vorbis or FLAC), keeping its channels
-/// and rate.
+/// Decodes a sound file by its content type (WAV, Ogg/Vorbis, MP3 or FLAC), keeping its
+/// channels and rate.
 pub fn read(path: &Path) -> Result<Audio, MediaError> {
     let bytes = std::fs::read(path).map_err(|e| MediaError::io(path, e))?;
     decode(bytes, path)
 }
 
-/// Decodes sound bytes (WAV, Ogg/Vorbis or FLAC); `name` is used in errors.
+/// Whether `bytes` start like an MP3 file: an ID3v2 tag, or an MPEG audio frame sync.
+fn looks_like_mp3(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"ID3") || (bytes.len() > 1 && bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0)
+}
+
+/// Decodes sound bytes (WAV, Ogg/Vorbis, MP3 or FLAC); `name` is used in errors.
 pub fn decode(bytes: Vec<u8>, name: &Path) -> Result<Audio, MediaError> {
+    let mut hint = Hint::new();
     if bytes.starts_with(b"RIFF") {
-        return crate::wav::read_bytes(&bytes, name);
+        return match crate::wav::read_bytes(&bytes, name) {
+            Ok(a) => Ok(a),
+            // A WAV encoding hound does not read (G.711 mu-law or A-law in old game sounds):
+            // symphonia's WAV reader knows them; if it fails too, hound's error is the clearer.
+            Err(e) => {
+                hint.with_extension("wav");
+                decode_symphonia(bytes, name, &hint).map_err(|_| e)
+            }
+        };
     }
-    if !(bytes.starts_with(b"OggS") || bytes.starts_with(b"fLaC")) {
+    if looks_like_mp3(&bytes) {
+        hint.with_extension("mp3");
+    } else if !(bytes.starts_with(b"OggS") || bytes.starts_with(b"fLaC")) {
         return Err(MediaError::format(
             name,
-            "unknown sound format: expected a WAV (RIFF), Ogg/Vorbis (OggS) or FLAC (fLaC) file",
+            "unknown sound format: expected a WAV (RIFF), Ogg/Vorbis (OggS), MP3 or FLAC (fLaC) file",
         ));
     }
-    decode_symphonia(bytes, name)
+    decode_symphonia(bytes, name, &hint)
 }
 
 /// Decodes and converts to mono at `rate` Hz (a rate the tokenizer's resampler supports).
@@ -60,17 +76,17 @@ pub fn to_mono_rate(audio: &Audio, rate: u32, name: &Path) -> Result<Vec<f32>, M
     })
 }
 
-fn decode_symphonia(bytes: Vec<u8>, name: &Path) -> Result<Audio, MediaError> {
+fn decode_symphonia(bytes: Vec<u8>, name: &Path, hint: &Hint) -> Result<Audio, MediaError> {
     let bad = |what: &str, e: SymError| MediaError::format(name, format!("{what}: {e}"));
     let mss = MediaSourceStream::new(Box::new(std::io::Cursor::new(bytes)), Default::default());
     let probed = symphonia::default::get_probe()
         .format(
-            &Hint::new(),
+            hint,
             mss,
             &FormatOptions::default(),
             &MetadataOptions::default(),
         )
-        .map_err(|e| bad("not a readable Ogg/Vorbis or FLAC stream", e))?;
+        .map_err(|e| bad("not a readable Ogg/Vorbis, MP3 or FLAC stream", e))?;
     let mut format = probed.format;
     let track = format
         .tracks()

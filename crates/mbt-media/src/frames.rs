@@ -1,7 +1,8 @@
 //! Still images and image sequences as RGB frames.
 //!
 //! `load` accepts what a user debugging the tokenizer has at hand: one PNG/JPEG, a directory of
-//! them (taken in file-name order, like an `ffmpeg -i %04d.png` export), or a `.y4m` video.
+//! them (taken in file-name order, like an `ffmpeg -i %04d.png` export), a `.y4m` video or a
+//! Motion JPEG stream (`.mjpeg`, the data set's clips).
 
 use std::path::{Path, PathBuf};
 
@@ -54,8 +55,9 @@ pub fn load(path: &Path) -> Result<Vec<RgbFrame>, MediaError> {
     }
     match extension(path).as_str() {
         "y4m" => y4m::read(path),
+        "mjpeg" => crate::mjpeg::read(path).map(|(frames, _)| frames),
         e if IMAGE_EXTENSIONS.contains(&e) => Ok(vec![read_image(path)?]),
-        other => Err(MediaError::format(path, format!("unknown frame source type `.{other}`: expected .png, .jpg, .jpeg, .y4m or a directory of images"))),
+        other => Err(MediaError::format(path, format!("unknown frame source type `.{other}`: expected .png, .jpg, .jpeg, .y4m, .mjpeg or a directory of images"))),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod audio;
 pub mod frames;
+pub mod mjpeg;
 pub mod wav;
 pub mod y4m;
 
