@@ -76,16 +76,17 @@ fn demo_runs_with_the_bundled_model_and_prints_well_formed_events() {
     let o = mbtd_demo(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let evs = events(&o.stdout);
-    let labels = [
-        "dog_barking",
-        "glass_breaking",
-        "person_speaking",
-        "door_slammed",
-        "door_closed_softly",
-    ];
+    let timeline: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(ROOT).join("models/demo/timeline.json")).unwrap(),
+    )
+    .unwrap();
+    let duration = timeline["duration"].as_f64().expect("timeline duration");
     for e in &evs {
-        assert!(labels.contains(&e.label.as_str()), "{e:?}");
-        assert!((0.0..=24.5).contains(&e.start_s), "{e:?}");
+        assert!(
+            mbt_core::AVE_CLASSES.contains(&e.label.as_str()) && e.label != "none",
+            "{e:?}"
+        );
+        assert!((0.0..=duration + 0.5).contains(&e.start_s), "{e:?}");
         if e.kind == EventKind::End {
             assert!(e.end_s.is_some_and(|t| t >= e.start_s), "{e:?}");
         }

@@ -27,14 +27,19 @@ pub mod video;
 
 pub use config::{AudioConfig, TokenizerConfig, VideoConfig};
 
-/// The AVE-Intersect classes, in the order of the default model's outputs: the data set
-/// builder labels clips with them and the default model config lists them.
-pub const AVE_CLASSES: [&str; 6] = [
+/// The AVE-Intersect classes (data v2), in the order of the default model's outputs: the data
+/// set builder labels clips with them and the default model config lists them. (edge-0.1 was
+/// trained on the first five and `none`; its file carries its own list, as every model does.)
+pub const AVE_CLASSES: [&str; 10] = [
     "dog_barking",
     "glass_breaking",
     "person_speaking",
     "door_slammed",
     "door_closed_softly",
+    "alarm_ringing",
+    "car_horn",
+    "cat_meowing",
+    "footsteps",
     "none",
 ];
 pub use error::TokenizeError;

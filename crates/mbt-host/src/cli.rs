@@ -76,9 +76,9 @@ pub struct TrainCli {
     /// Source media for `train.fresh_renders` [default: `mbt data fetch`'s cache]
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
-    /// Source manifest for `train.fresh_renders` [default: data/packages.toml of this checkout]
-    #[arg(long, value_name = "FILE")]
-    pub manifest: Option<PathBuf>,
+    /// Source pool for `train.fresh_renders` [default: data/pool.toml of this checkout]
+    #[arg(long, visible_alias = "manifest", value_name = "FILE")]
+    pub pool: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -163,9 +163,9 @@ pub enum TokenizeCmd {
         #[command(flatten)]
         settings: TokenizerArgs,
     },
-    /// Image, directory of images or .y4m -> video tokens, float32 [tokens, tubelet * P * P * 3]
+    /// Image, directory of images, .y4m or .mjpeg -> video tokens, float32 [tokens, tubelet * P * P * 3]
     Video {
-        /// A PNG/JPEG file, a directory of them (name order), or a .y4m file
+        /// A PNG/JPEG file, a directory of them (name order), a .y4m or an .mjpeg file
         input: PathBuf,
         /// Output .npy file
         #[arg(long)]

@@ -34,7 +34,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limit_val: a.limit_val,
             max_steps: a.max_steps,
             cache: a.cache,
-            manifest: a.manifest,
+            pool: a.pool,
         }),
         Command::Eval(a) => train::eval::run(train::eval::EvalArgs {
             model: a.model,

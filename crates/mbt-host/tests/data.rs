@@ -26,9 +26,10 @@ fn lines(dir: &Path) -> Vec<Value> {
 fn builds_are_deterministic_balanced_and_split_by_source() {
     let root = tmp("build");
     let m = fixture(&root);
-    let a = build(&root, &m, "7", "a");
+    // One build on one thread, the same on two: byte-identical.
+    let a = common::build_threads(&root, &m, "7", "a", 2);
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
-    let b = build(&root, &m, "7", "b");
+    let b = common::build_threads(&root, &m, "7", "b", 1);
     assert!(b.status.success());
     let c = build(&root, &m, "8", "c");
     assert!(c.status.success());
@@ -37,7 +38,7 @@ fn builds_are_deterministic_balanced_and_split_by_source() {
     assert_eq!(ma, std::fs::read(root.join("b/manifest.jsonl")).unwrap());
     assert_ne!(ma, std::fs::read(root.join("c/manifest.jsonl")).unwrap());
     // The recorded hashes are the files' hashes, and the files are byte-identical.
-    for f in ["train/train-00003.wav", "test/test-00011.y4m"] {
+    for f in ["train/train-00003.wav", "test/test-00011.mjpeg"] {
         assert_eq!(
             std::fs::read(root.join("a").join(f)).unwrap(),
             std::fs::read(root.join("b").join(f)).unwrap(),
@@ -73,8 +74,33 @@ fn builds_are_deterministic_balanced_and_split_by_source() {
         (wav.spec().sample_rate, wav.spec().channels, wav.duration()),
         (16_000, 1, 32_000)
     );
-    let frames = mbt_media_frames(&root.join("a").join(clips[0]["video"].as_str().unwrap()));
-    assert_eq!(frames, (16, 112, 112));
+    let video = root.join("a").join(clips[0]["video"].as_str().unwrap());
+    let frames = mbt_media::frames::load(&video).unwrap();
+    assert_eq!(
+        (frames.len(), frames[0].width, frames[0].height),
+        (16, 112, 112)
+    );
+    // The same clip stored losslessly (`--frames y4m`) is what the Motion JPEG approximates.
+    let mut args = common::build_args(&root, &m, "7", "d");
+    args.extend(["--frames".to_string(), "y4m".to_string()]);
+    let d = mbt(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    let y4m = video
+        .to_str()
+        .unwrap()
+        .replace("/a/", "/d/")
+        .replace(".mjpeg", ".y4m");
+    let (n, w, h) = mbt_media_frames(Path::new(&y4m));
+    assert_eq!((n, w, h), (16, 112, 112));
+    let lossless = mbt_media::frames::load(Path::new(&y4m)).unwrap();
+    let diff: f64 = frames
+        .iter()
+        .zip(&lossless)
+        .flat_map(|(a, b)| a.data.iter().zip(&b.data))
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .sum::<f64>()
+        / (16.0 * 112.0 * 112.0 * 3.0);
+    assert!(diff < 4.0, "mean abs difference JPEG vs lossless {diff}");
 
     // No source file of one split appears in another.
     let mut used: HashMap<String, BTreeSet<String>> = HashMap::new();
@@ -157,7 +183,18 @@ fn labels_follow_what_is_both_heard_and_seen() {
             .iter()
             .map(|o| o["kind"].as_str().unwrap())
             .collect();
-        assert_eq!((heard.len(), seen.len()), (2, 2));
+        let layout = p["layout"].as_str().unwrap();
+        let counts = (heard.len(), seen.len());
+        match layout {
+            "intersection" => assert_eq!(counts, (2, 2)),
+            "pair" | "mismatch" => assert_eq!(counts, (1, 1)),
+            "pair_offscreen_sound" => assert_eq!(counts, (2, 1)),
+            "pair_silent_object" => assert_eq!(counts, (1, 2)),
+            "silent_objects" => assert!(counts.0 == 0 && counts.1 >= 1),
+            "offscreen_sounds" => assert!(counts.0 >= 1 && counts.1 == 0),
+            "quiet" => assert_eq!(counts, (0, 0)),
+            other => panic!("unknown layout {other}"),
+        }
         let both: Vec<&str> = heard
             .iter()
             .copied()
@@ -169,6 +206,10 @@ fn labels_follow_what_is_both_heard_and_seen() {
             "glass_breaking" => Some("glass"),
             "person_speaking" => Some("speech"),
             "door_slammed" | "door_closed_softly" => Some("door"),
+            "alarm_ringing" => Some("alarm"),
+            "car_horn" => Some("car_horn"),
+            "cat_meowing" => Some("cat"),
+            "footsteps" => Some("footsteps"),
             "none" => None,
             other => panic!("unknown label {other}"),
         };
@@ -245,8 +286,8 @@ fn ceiling_is_printed_saved_and_within_the_design_bounds() {
     let v: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v, printed);
-    assert!(v["audio_only"].as_f64().unwrap() <= 0.45, "{v}");
-    assert!(v["video_only"].as_f64().unwrap() <= 0.40, "{v}");
+    assert!(v["audio_only"].as_f64().unwrap() <= 0.60, "{v}");
+    assert!(v["video_only"].as_f64().unwrap() <= 0.60, "{v}");
     assert!(v["joint"].as_f64().unwrap() >= 0.995, "{v}");
     std::fs::remove_dir_all(&root).unwrap();
 }
@@ -277,8 +318,8 @@ fn fetch_verifies_extracts_and_is_idempotent() {
     write_wav(&pkgdir.join("usr/share/f/a.wav"), 16_000, &[0.1; 100]);
     write_wav(&pkgdir.join("usr/share/f/b.wav"), 16_000, &[0.2; 100]);
     let cache = root.join("cache");
-    std::fs::create_dir_all(cache.join("debs")).unwrap();
-    let deb = cache.join("debs/mbt-fixture_1.0-1_all.deb");
+    std::fs::create_dir_all(cache.join("downloads")).unwrap();
+    let deb = cache.join("downloads/mbt-fixture_1.0-1_all.deb");
     let st = Command::new("dpkg-deb")
         .args(["--root-owner-group", "--build"])
         .arg(&pkgdir)
@@ -298,7 +339,7 @@ fn fetch_verifies_extracts_and_is_idempotent() {
             .collect::<String>()
     };
     let manifest = |sha: &str| {
-        format!("[[package]]\nname = \"mbt-fixture\"\nversion = \"1.0-1\"\nsha256 = \"{sha}\"\n[[source]]\npackage = \"mbt-fixture\"\npath = \"usr/share/f/a.wav\"\nrole = \"sound\"\nkind = \"dog\"\nsplit = \"train\"\n")
+        format!("[[package]]\nname = \"mbt-fixture\"\nversion = \"1.0-1\"\nsha256 = \"{sha}\"\nlicence = \"CC0-1.0\"\nwhy = \"test\"\n[[source]]\npackage = \"mbt-fixture\"\npath = \"usr/share/f/a.wav\"\nrole = \"sound\"\nkind = \"dog\"\nsplit = \"train\"\n")
     };
     let m = root.join("m.toml");
     std::fs::write(&m, manifest(&sha)).unwrap();
@@ -338,7 +379,7 @@ fn fetch_verifies_extracts_and_is_idempotent() {
 }
 
 /// The real data set: needs `mbt data fetch` (network once, then the cache).
-/// Run: `cargo run -p mbt-host --bin mbt -- data fetch && cargo test -p mbt-host --test data -- --ignored`
+/// Run: `cargo run --release -p mbt-host --bin mbt -- data fetch && cargo test -p mbt-host --test data -- --ignored`
 #[test]
 #[ignore]
 fn real_sources_build_a_small_set() {
@@ -363,7 +404,15 @@ fn real_sources_build_a_small_set() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(lines(&root.join("o")).len(), 96);
-    // The demo regenerates from the cache: 24 s at 8 fps, and its four events.
+    // The default pool meets its targets where the registries allow (DATA.md lists the kinds
+    // that cannot), and its checks (content and sets by split) pass.
+    let out = mbt(&["data", "pool", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The demo regenerates from the cache: 40 s at 8 fps, and its events.
     let demo = root.join("demo");
     let out = mbt(&["data", "demo", "--out", demo.to_str().unwrap()]);
     assert!(
@@ -371,7 +420,7 @@ fn real_sources_build_a_small_set() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read_dir(demo.join("frames")).unwrap().count(), 192);
+    assert_eq!(std::fs::read_dir(demo.join("frames")).unwrap().count(), 320);
     let tl: Value =
         serde_json::from_slice(&std::fs::read(demo.join("timeline.json")).unwrap()).unwrap();
     let labels: Vec<&str> = tl["events"]
@@ -386,8 +435,282 @@ fn real_sources_build_a_small_set() {
             "glass_breaking",
             "door_slammed",
             "door_closed_softly",
-            "glass_breaking"
+            "glass_breaking",
+            "dog_barking",
+            "alarm_ringing"
         ]
     );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// A user's own pool: a local directory (no download, no checksum) with recordings, a PNG, an
+/// SVG drawing and an iconify icon set, two kinds plus distractors and backgrounds.
+fn local_pool(root: &Path) -> std::path::PathBuf {
+    let media = root.join("mine");
+    let mut toml = String::from(
+        "[pool]\nname = \"mine\"\ndescription = \"a user's own recordings\"\n\
+         [[package]]\nname = \"mine\"\nregistry = \"dir\"\npath = \"mine\"\nlicence = \"CC0-1.0\"\nwhy = \"my dog and my door\"\n",
+    );
+    let svg = |fill: &str| {
+        format!("<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 20 30\"><ellipse cx=\"10\" cy=\"15\" rx=\"9\" ry=\"14\" fill=\"{fill}\"/></svg>")
+    };
+    // An iconify set: a `dog` icon, an alias of it, and a door.
+    let iconify = serde_json::json!({
+        "prefix": "t", "width": 24, "height": 24,
+        "icons": {
+            "dog": {"body": "<circle cx=\"12\" cy=\"12\" r=\"10\" fill=\"#a0522d\"/>"},
+            "door": {"body": "<rect x=\"6\" y=\"2\" width=\"12\" height=\"20\" fill=\"#654321\"/>", "width": 24, "height": 24},
+        },
+        "aliases": {"doggo": {"parent": "dog"}},
+    });
+    std::fs::create_dir_all(media.join("icons/a")).unwrap();
+    std::fs::write(media.join("icons/a/icons.json"), iconify.to_string()).unwrap();
+    let mut iconify_b = iconify.clone();
+    iconify_b["icons"]["dog"]["body"] =
+        serde_json::json!("<circle cx=\"12\" cy=\"12\" r=\"8\" fill=\"#222\"/>");
+    iconify_b["icons"]["door"]["body"] =
+        serde_json::json!("<rect x=\"4\" y=\"1\" width=\"14\" height=\"22\" fill=\"#999\"/>");
+    std::fs::create_dir_all(media.join("icons/b")).unwrap();
+    std::fs::write(media.join("icons/b/icons.json"), iconify_b.to_string()).unwrap();
+    for (ki, kind) in ["dog", "door", "other"].iter().enumerate() {
+        for (si, split) in ["train", "val", "test"].iter().enumerate() {
+            for r in 0..2 {
+                let f0 = 180.0 * (ki + 1) as f32 + 41.0 * si as f32 + 13.0 * r as f32;
+                let x: Vec<f32> = (0..8000)
+                    .map(|i| 0.4 * (2.0 * std::f32::consts::PI * f0 * i as f32 / 16_000.0).sin())
+                    .collect();
+                let rel = format!("{kind}/{split}-{r}.wav");
+                write_wav(&media.join(&rel), 16_000, &x);
+                toml += &format!("[[source]]\npackage = \"mine\"\npath = \"{rel}\"\nrole = \"sound\"\nkind = \"{kind}\"\nsplit = \"{split}\"\n");
+            }
+        }
+        // Pictures by set: PNG photos (set "photos", train), SVG drawings (set "drawn", val),
+        // icons: set a in train, set b in test.
+        let rel = format!("{kind}/photo.png");
+        common::write_png(
+            &media.join(&rel),
+            24,
+            30,
+            [(ki * 70) as u8, 90, 160, 255],
+            false,
+        );
+        toml += &format!("[[source]]\npackage = \"mine\"\npath = \"{rel}\"\nrole = \"object\"\nkind = \"{kind}\"\nsplit = \"train\"\nset = \"photos\"\n");
+        let rel = format!("{kind}/drawn.svg");
+        std::fs::write(media.join(&rel), svg(["#c33", "#3c3", "#33c"][ki])).unwrap();
+        toml += &format!("[[source]]\npackage = \"mine\"\npath = \"{rel}\"\nrole = \"object\"\nkind = \"{kind}\"\nsplit = \"val\"\nset = \"drawn\"\n");
+    }
+    for (set, split) in [("a", "train"), ("b", "test")] {
+        toml += &format!("[[source]]\npackage = \"mine\"\npath = \"icons/{set}/icons.json\"\nicons = [\"doggo\"]\nrole = \"object\"\nkind = \"dog\"\nsplit = \"{split}\"\nset = \"icons-{set}\"\n");
+        toml += &format!("[[source]]\npackage = \"mine\"\npath = \"icons/{set}/icons.json\"\nicons = [\"door\"]\nrole = \"object\"\nkind = \"door\"\nsplit = \"{split}\"\nset = \"icons-{set}\"\n");
+    }
+    std::fs::write(media.join("other/drawn-test.svg"), svg("#888")).unwrap();
+    toml += "[[source]]\npackage = \"mine\"\npath = \"other/drawn-test.svg\"\nrole = \"object\"\nkind = \"other\"\nsplit = \"test\"\nset = \"drawn-other\"\n";
+    for split in ["train", "val", "test"] {
+        let rel = format!("bg/{split}.png");
+        common::write_png(
+            &media.join(&rel),
+            160,
+            120,
+            [80, 110, split.len() as u8 * 30, 255],
+            false,
+        );
+        toml += &format!("[[source]]\npackage = \"mine\"\npath = \"{rel}\"\nrole = \"background\"\nkind = \"other\"\nsplit = \"{split}\"\n");
+    }
+    let p = root.join("mine.toml");
+    std::fs::write(&p, toml).unwrap();
+    p
+}
+
+fn run_ok(args: &[&str]) -> std::process::Output {
+    let out = mbt(args);
+    assert!(
+        out.status.success(),
+        "mbt {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn a_local_directory_pool_is_counted_and_builds_its_own_classes() {
+    let root = tmp("localpool");
+    let pool = local_pool(&root);
+    let (p, cache) = (pool.to_str().unwrap(), root.join("cache"));
+    let cache = cache.to_str().unwrap();
+    let out = run_ok(&["data", "fetch", "--pool", p, "--cache", cache]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("mine: local directory"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run_ok(&["data", "pool", "--pool", p, "--cache", cache, "--json"]);
+    let inv: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cell = |k: &str, s: &str| &inv["cells"][k][s];
+    // dog/train: 2 recordings, the PNG and icon set a's (aliased) dog: 2 pictures, 2 sets.
+    assert_eq!(cell("dog", "train")["recordings"], 2);
+    assert_eq!(cell("dog", "train")["pictures"], 2);
+    assert_eq!(cell("dog", "train")["sets"], 2);
+    assert_eq!(cell("door", "test")["sets"], 1);
+    assert_eq!(cell("cat", "train")["recordings"], 0);
+    assert_eq!(inv["backgrounds"]["test"], 1);
+    // The table form says what falls short of the default pool's targets.
+    let out = run_ok(&["data", "pool", "--pool", p, "--cache", cache]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("short: dog has 2 train recordings (target 15)"),
+        "{text}"
+    );
+
+    let o = root.join("o");
+    run_ok(&[
+        "data",
+        "build",
+        "--seed",
+        "1",
+        "--out",
+        o.to_str().unwrap(),
+        "--train",
+        "24",
+        "--val",
+        "8",
+        "--test",
+        "16",
+        "--cache",
+        cache,
+        "--pool",
+        p,
+    ]);
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(o.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["labels"],
+        serde_json::json!(["dog_barking", "door_slammed", "door_closed_softly", "none"])
+    );
+    let clips = lines(&o);
+    assert_eq!(clips.len(), 48);
+    let mut layouts = BTreeSet::new();
+    for c in &clips {
+        let split = c["split"].as_str().unwrap();
+        layouts.insert(c["params"]["layout"].as_str().unwrap().to_string());
+        for o in c["params"]["video"]["objects"].as_array().unwrap() {
+            let src = o["source"].as_str().unwrap();
+            // Test clips draw only the held-out set's icons or the test-only drawing.
+            if split == "test" {
+                assert!(
+                    src.contains("icons/b/") || src.contains("other/drawn-test.svg"),
+                    "{src}"
+                );
+            }
+            if split == "train" {
+                assert!(
+                    src.contains("photo.png") || src.contains("icons/a/"),
+                    "{src}"
+                );
+            }
+        }
+    }
+    assert!(layouts.len() >= 3, "{layouts:?}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_pool_that_shares_content_or_a_set_between_train_and_test_is_refused() {
+    let root = tmp("sharedpool");
+    let pool = local_pool(&root);
+    let cache = root.join("cache");
+    // The same recording under another name, in test.
+    std::fs::copy(
+        root.join("mine/dog/train-0.wav"),
+        root.join("mine/dog/copy.wav"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&pool).unwrap()
+        + "[[source]]\npackage = \"mine\"\npath = \"dog/copy.wav\"\nrole = \"sound\"\nkind = \"dog\"\nsplit = \"test\"\n";
+    std::fs::write(&pool, text).unwrap();
+    let out = mbt(&[
+        "data",
+        "pool",
+        "--pool",
+        pool.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("dog/copy.wav") && err.contains("dog/train-0.wav"),
+        "{err}"
+    );
+
+    // A picture set in both train and test (a new drawing, in the train set "photos").
+    let pool = local_pool(&root);
+    std::fs::write(root.join("mine/dog/drawn2.svg"), "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 10 10\"><rect width=\"8\" height=\"9\" fill=\"#123456\"/></svg>").unwrap();
+    let text = std::fs::read_to_string(&pool).unwrap()
+        + "[[source]]\npackage = \"mine\"\npath = \"dog/drawn2.svg\"\nrole = \"object\"\nkind = \"dog\"\nsplit = \"test\"\nset = \"photos\"\n";
+    std::fs::write(&pool, text).unwrap();
+    let out = mbt(&[
+        "data",
+        "pool",
+        "--pool",
+        pool.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("picture set `photos`") && err.contains("split pictures by set"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn bad_pools_are_errors_naming_the_file_entry_and_field() {
+    let root = tmp("badpool");
+    let pool = local_pool(&root);
+    let good = std::fs::read_to_string(&pool).unwrap();
+    let cache = root.join("cache");
+    let cases: [(&str, String, &[&str]); 4] = [
+        (
+            "missing field",
+            good.replacen("role = \"sound\"\n", "", 1),
+            &["mine.toml", "missing field `role`"],
+        ),
+        (
+            "unknown kind",
+            good.replacen("kind = \"dog\"", "kind = \"dragon\"", 1),
+            &["mine.toml", "dragon"],
+        ),
+        (
+            "missing directory",
+            good.replacen("path = \"mine\"", "path = \"nowhere\"", 1),
+            &["mine.toml", "package `mine`", "nowhere", "not a directory"],
+        ),
+        (
+            "a file that does not decode",
+            {
+                std::fs::write(root.join("mine/dog/bad.wav"), b"RIFF....WAVEjunk").unwrap();
+                good.clone()
+                    + "[[source]]\npackage = \"mine\"\npath = \"dog/bad.wav\"\nrole = \"sound\"\nkind = \"dog\"\nsplit = \"train\"\n"
+            },
+            &["dog/bad.wav"],
+        ),
+    ];
+    for (what, text, want) in cases {
+        std::fs::write(&pool, &text).unwrap();
+        let (p, c) = (pool.to_str().unwrap(), cache.to_str().unwrap());
+        let out = mbt(&["data", "fetch", "--pool", p, "--cache", c]);
+        let out = if out.status.success() {
+            mbt(&["data", "pool", "--pool", p, "--cache", c])
+        } else {
+            out
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        for w in want {
+            assert!(err.contains(w), "{what}: `{w}` not in: {err}");
+        }
+    }
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -8,9 +8,9 @@
 
 use std::collections::HashMap;
 
-use super::manifest::Kind;
+use super::pool::Kind;
 use super::rng::Rng;
-use super::spec::{attenuation_db, Class, Scene};
+use super::spec::{attenuation_db, Class, Palette, Scene};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum View {
@@ -24,10 +24,12 @@ fn kind_code(k: Kind) -> i32 {
 }
 
 /// What a perfect classifier of `view` observes, as a hashable key: the kinds heard (with a
-/// door's received level) and/or the kinds seen (with a door's distance attenuation), in
-/// 0.5 dB steps. The joint view adds what both together reveal about a door that is heard and
-/// seen, the source level (received level + attenuation); its parts alone are left out of the
-/// joint key only because counting over their pairs would need far more scenes.
+/// door's received level) or the kinds seen (with a door's distance attenuation), in 0.5 dB
+/// steps. The joint view keeps what both together say about the label: the event kinds both
+/// heard and seen, and for a door heard and seen its source level (received level +
+/// attenuation). That is all the label depends on (`Scene::label_from_observation`), and a key
+/// of everything heard and seen would have so many rare values (ten kinds, zero to two of each
+/// modality, door levels) that the counting estimate, not the task, would make the errors.
 fn observe(s: &Scene, view: View) -> Vec<i32> {
     let bin = |db: f64| (db * 2.0).floor() as i32;
     let heard_door = s.sounds.iter().find(|x| x.kind == Kind::Door);
@@ -47,13 +49,18 @@ fn observe(s: &Scene, view: View) -> Vec<i32> {
             key.push(seen_door.map_or(i32::MIN, |o| bin(attenuation_db(o.distance))));
         }
         View::Joint => {
-            key.extend(heard);
-            key.extend(seen);
+            let mut both: Vec<i32> = s
+                .sounds
+                .iter()
+                .filter(|x| x.kind != Kind::Other && s.objects.iter().any(|o| o.kind == x.kind))
+                .map(|x| kind_code(x.kind))
+                .collect();
+            both.sort();
+            both.dedup();
+            key.extend(both);
             key.push(match (heard_door, seen_door) {
                 (Some(d), Some(o)) => bin(d.level_db + attenuation_db(o.distance)),
-                (Some(d), None) => bin(d.level_db),
-                (None, Some(o)) => bin(attenuation_db(o.distance)) + 1000,
-                (None, None) => i32::MIN,
+                _ => i32::MIN,
             });
         }
     }
@@ -72,25 +79,29 @@ pub struct Ceiling {
 
 fn scenes(seed: u64, purpose: u64, n: usize) -> Vec<Scene> {
     let mut rng = Rng::new(seed, &[0xCE11, purpose]);
+    let palette = Palette::full();
     (0..n)
-        .map(|i| Scene::sample(&mut rng, Class::ALL[i % 6]))
+        .map(|i| Scene::sample(&mut rng, Class::ALL[i % Class::ALL.len()], &palette))
         .collect()
 }
 
 fn accuracy(fit: &[Scene], score: &[Scene], view: View) -> f64 {
-    let mut table: HashMap<Vec<i32>, [u32; 6]> = HashMap::new();
+    const N: usize = Class::ALL.len();
+    let mut table: HashMap<Vec<i32>, [u32; N]> = HashMap::new();
     for s in fit {
-        table.entry(observe(s, view)).or_insert([0; 6])[s.class.index()] += 1;
+        table.entry(observe(s, view)).or_insert([0; N])[s.class.index()] += 1;
     }
-    let argmax = |c: &[u32; 6]| {
-        (0..6)
+    let argmax = |c: &[u32; N]| {
+        (0..N)
             .max_by_key(|&i| (c[i], std::cmp::Reverse(i)))
             .unwrap_or(0)
     };
     let correct = score
         .iter()
         .filter(|s| {
-            let pred = table.get(&observe(s, view)).map_or(5, argmax);
+            let pred = table
+                .get(&observe(s, view))
+                .map_or(Class::None.index(), argmax);
             pred == s.class.index()
         })
         .count();
@@ -107,7 +118,7 @@ pub fn estimate(samples: usize, seed: u64) -> Ceiling {
         audio_only: accuracy(&fit, &score, View::Audio),
         video_only: accuracy(&fit, &score, View::Video),
         joint: accuracy(&fit, &score, View::Joint),
-        chance: 1.0 / 6.0,
+        chance: 1.0 / Class::ALL.len() as f64,
     }
 }
 
@@ -119,10 +130,11 @@ mod tests {
     fn ceilings_are_within_the_design_bounds() {
         let c = estimate(60_000, 1);
         eprintln!("{c:?}");
-        assert!(c.audio_only <= 0.45, "{c:?}");
-        assert!(c.video_only <= 0.40, "{c:?}");
+        // Fusion must matter: a perfect single-modality classifier stays at or under 60 %.
+        assert!(c.audio_only <= 0.60, "{c:?}");
+        assert!(c.video_only <= 0.60, "{c:?}");
         assert!(c.joint >= 0.995, "{c:?}");
-        // Each modality still carries information: better than chance.
+        // Each modality still carries information: well above chance (10 %).
         assert!(c.audio_only > 0.25 && c.video_only > 0.25, "{c:?}");
     }
 }

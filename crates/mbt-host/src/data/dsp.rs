@@ -72,7 +72,14 @@ fn lanczos(x: f64) -> f64 {
 /// played faster or slower). When raising the pitch the kernel is widened to low-pass at the new
 /// Nyquist, so nothing aliases.
 pub fn pitch_shift(x: &[f32], semitones: f64) -> Vec<f32> {
-    let ratio = 2f64.powf(semitones / 12.0);
+    resample_by(x, 2f64.powf(semitones / 12.0))
+}
+
+/// Resamples by `ratio` = input rate / output rate with a Lanczos-3 kernel, widened to low-pass
+/// at the output's Nyquist when decimating. For source recordings at rates the tokenizer's exact
+/// resampler does not take (a 30,594 Hz WAV): good enough for material that is then pitch
+/// shifted and filtered anyway, not a replacement for the tokenizer's.
+pub fn resample_by(x: &[f32], ratio: f64) -> Vec<f32> {
     if (ratio - 1.0).abs() < 1e-9 || x.is_empty() {
         return x.to_vec();
     }

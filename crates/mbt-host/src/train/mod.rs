@@ -53,8 +53,8 @@ pub struct TrainArgs {
     pub max_steps: Option<usize>,
     /// Source media for `train.fresh_renders` (default: `mbt data fetch`'s cache).
     pub cache: Option<PathBuf>,
-    /// Source manifest for `train.fresh_renders` (default: `data/packages.toml`).
-    pub manifest: Option<PathBuf>,
+    /// Source pool for `train.fresh_renders` (default: `data/pool.toml`).
+    pub pool: Option<PathBuf>,
 }
 
 /// Where a run stands: written with every checkpoint.
@@ -411,12 +411,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             Some(c) => c.clone(),
             None => crate::data::fetch::default_cache()?,
         };
-        let manifest = args
-            .manifest
+        let pool = args
+            .pool
             .clone()
-            .unwrap_or_else(crate::data::manifest::default_path);
+            .unwrap_or_else(crate::data::pool::default_path);
         Some(fresh::FreshRenderer::new(
-            &manifest,
+            &pool,
             &cache,
             &labels,
             &model_cfg.tokenizer,

@@ -55,7 +55,7 @@ pub fn fixture(root: &Path) -> PathBuf {
     let cache = root.join("cache");
     let media = cache.join("media/fixture");
     let mut toml = format!(
-        "[[package]]\nname = \"fixture\"\nversion = \"1\"\nsha256 = \"{}\"\n",
+        "[[package]]\nname = \"fixture\"\nversion = \"1\"\nsha256 = \"{}\"\nlicence = \"CC0-1.0\"\nwhy = \"test fixture\"\n",
         "0".repeat(64)
     );
     let kinds = ["dog", "glass", "speech", "door", "other"];
@@ -96,8 +96,30 @@ pub fn fixture(root: &Path) -> PathBuf {
 }
 
 pub fn build(root: &Path, manifest: &Path, seed: &str, out: &str) -> Output {
+    mbt(&build_args(root, manifest, seed, out)
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>())
+}
+
+/// `build` on `threads` rayon threads.
+pub fn build_threads(
+    root: &Path,
+    manifest: &Path,
+    seed: &str,
+    out: &str,
+    threads: usize,
+) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mbt"))
+        .args(build_args(root, manifest, seed, out))
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .output()
+        .expect("run mbt")
+}
+
+pub fn build_args(root: &Path, manifest: &Path, seed: &str, out: &str) -> Vec<String> {
     let cache = root.join("cache");
-    mbt(&[
+    [
         "data",
         "build",
         "--seed",
@@ -112,9 +134,11 @@ pub fn build(root: &Path, manifest: &Path, seed: &str, out: &str) -> Output {
         "12",
         "--cache",
         cache.to_str().unwrap(),
-        "--manifest",
+        "--pool",
         manifest.to_str().unwrap(),
-    ])
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The ONNX Runtime library the `ort` backend tests open (`ORT_DYLIB_PATH`, else where
