@@ -613,20 +613,13 @@ fn a_local_directory_pool_is_counted_and_builds_its_own_classes() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
-#[test]
-fn a_pool_that_shares_content_or_a_set_between_train_and_test_is_refused() {
-    let root = tmp("sharedpool");
-    let pool = local_pool(&root);
+/// Adds one `[[source]]` of package `mine` (`fields`) to `pool`, runs `mbt data pool` on it and
+/// returns its error output, after checking that it exited with status 1.
+fn pool_refusal(root: &Path, pool: &Path, fields: &str) -> String {
+    let text = std::fs::read_to_string(pool).unwrap()
+        + &format!("[[source]]\npackage = \"mine\"\n{fields}\n");
+    std::fs::write(pool, text).unwrap();
     let cache = root.join("cache");
-    // The same recording under another name, in test.
-    std::fs::copy(
-        root.join("mine/dog/train-0.wav"),
-        root.join("mine/dog/copy.wav"),
-    )
-    .unwrap();
-    let text = std::fs::read_to_string(&pool).unwrap()
-        + "[[source]]\npackage = \"mine\"\npath = \"dog/copy.wav\"\nrole = \"sound\"\nkind = \"dog\"\nsplit = \"test\"\n";
-    std::fs::write(&pool, text).unwrap();
     let out = mbt(&[
         "data",
         "pool",
@@ -635,8 +628,26 @@ fn a_pool_that_shares_content_or_a_set_between_train_and_test_is_refused() {
         "--cache",
         cache.to_str().unwrap(),
     ]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{err}");
+    err
+}
+
+#[test]
+fn a_pool_that_shares_content_or_a_set_between_train_and_test_is_refused() {
+    let root = tmp("sharedpool");
+    let pool = local_pool(&root);
+    // The same recording under another name, in test.
+    std::fs::copy(
+        root.join("mine/dog/train-0.wav"),
+        root.join("mine/dog/copy.wav"),
+    )
+    .unwrap();
+    let err = pool_refusal(
+        &root,
+        &pool,
+        "path = \"dog/copy.wav\"\nrole = \"sound\"\nkind = \"dog\"\nsplit = \"test\"",
+    );
     assert!(
         err.contains("dog/copy.wav") && err.contains("dog/train-0.wav"),
         "{err}"
@@ -645,19 +656,11 @@ fn a_pool_that_shares_content_or_a_set_between_train_and_test_is_refused() {
     // A picture set in both train and test (a new drawing, in the train set "photos").
     let pool = local_pool(&root);
     std::fs::write(root.join("mine/dog/drawn2.svg"), "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 10 10\"><rect width=\"8\" height=\"9\" fill=\"#123456\"/></svg>").unwrap();
-    let text = std::fs::read_to_string(&pool).unwrap()
-        + "[[source]]\npackage = \"mine\"\npath = \"dog/drawn2.svg\"\nrole = \"object\"\nkind = \"dog\"\nsplit = \"test\"\nset = \"photos\"\n";
-    std::fs::write(&pool, text).unwrap();
-    let out = mbt(&[
-        "data",
-        "pool",
-        "--pool",
-        pool.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = pool_refusal(
+        &root,
+        &pool,
+        "path = \"dog/drawn2.svg\"\nrole = \"object\"\nkind = \"dog\"\nsplit = \"test\"\nset = \"photos\"",
+    );
     assert!(
         err.contains("picture set `photos`") && err.contains("split pictures by set"),
         "{err}"
