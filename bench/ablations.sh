@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The ablation table of the model card: the same data, recipe and budget for every variant of
-# configs/edge.toml (audio only, video only, late fusion, full attention, bottleneck fusion with
+# configs/edge-scratch.toml (audio only, video only, late fusion, full attention, bottleneck fusion with
 # B in {1, 4, 16} and Lf in {0, L/2, L-1}); columns: fused top-1 on the test split (unseen
 # recordings and pictures), top-1 of the fused output and of each head on clips rendered anew
 # from the *training* sources (SEEN, optional: that is where the variants differ, see the model
@@ -58,7 +58,7 @@ for v in "${variants[@]}"; do
   if [ -f "$dir/checkpoint/state.json" ]; then
     "$mbt" train --resume --data "$data" --out "$dir" "${train_args[@]}"
   else
-    "$mbt" train --config configs/edge.toml "${sets[@]}" "${extra[@]}" --data "$data" --out "$dir" "${train_args[@]}"
+    "$mbt" train --config configs/edge-scratch.toml "${sets[@]}" "${extra[@]}" --data "$data" --out "$dir" "${train_args[@]}"
   fi
   # The last checkpoint (the run directory), not best.bpk: the same budget for every row.
   "$mbt" eval --model "$dir/checkpoint/model.bpk" --data "$data" --split test --crops "$crops" --out "$dir/eval-test" | tee "$dir/eval-test.txt"

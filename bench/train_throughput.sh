@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 data=${1:?usage: bench/train_throughput.sh DATA_DIR [CONFIG] [THREADS] [STEPS]}
-config=${2:-configs/edge.toml}
+config=${2:-configs/edge-scratch.toml}
 threads=${3:-2}
 steps=${4:-30}
 py=${MBT_PYTHON:-$HOME/.cache/mbt-pyref/bin/python}

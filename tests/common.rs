@@ -18,13 +18,13 @@ pub fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-/// `configs/edge.toml` with random weights (seed 1), exported to ONNX: the model bytes.
+/// `configs/edge-scratch.toml` with random weights (seed 1), exported to ONNX: the model bytes.
 pub fn random_model_bytes() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     BYTES.get_or_init(|| {
-        let path = Path::new(ROOT).join("configs/edge.toml");
-        let text = std::fs::read_to_string(&path).expect("configs/edge.toml");
-        let cfg = mbt_model::ModelConfig::from_toml(&text, "configs/edge.toml", &[])
+        let path = Path::new(ROOT).join("configs/edge-scratch.toml");
+        let text = std::fs::read_to_string(&path).expect("configs/edge-scratch.toml");
+        let cfg = mbt_model::ModelConfig::from_toml(&text, "configs/edge-scratch.toml", &[])
             .expect("edge config");
         let device = Device::flex();
         device.seed(1);

@@ -41,10 +41,39 @@ pub enum WindowType {
     Hanning,
 }
 
-/// Kaldi-compatible log-mel front end (see `audio::fbank`) plus normalisation and patching.
+/// Which log-mel front end makes the audio tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioFrontEnd {
+    /// The AST/MBT recipe: Kaldi-compatible log-mel (`audio::fbank`), normalised, cut into
+    /// `patch_time x patch_freq` patches (the from-scratch ViT stream's input).
+    #[default]
+    Kaldi,
+    /// YAMNet's own front end (`audio::yamnet`: its fixed constants, no normalisation), cut
+    /// into 96-frame x 64-band patches every `patch_hop` frames: the input of the YAMNet trunk.
+    /// Of the fields below only `sample_rate` (must be 16 kHz), `num_frames` and `patch_hop`
+    /// apply.
+    Yamnet,
+}
+
+/// How frames become video tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoLayout {
+    /// ViT patches / tubelets (`patch_size`, `tubelet`): the from-scratch stream's input.
+    #[default]
+    Patches,
+    /// One token per frame holding the whole normalised frame channel-first (`3 x height x
+    /// width`, NCHW order): the input of a convolutional trunk.
+    Frames,
+}
+
+/// The audio front end (Kaldi-compatible log-mel, see `audio::fbank`, or YAMNet's) plus
+/// normalisation and patching.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AudioConfig {
+    pub front_end: AudioFrontEnd,
     /// Rate the filterbank runs at. Input at other rates is resampled to this first.
     pub sample_rate: u32,
     /// Analysis window length in milliseconds (25 ms = 400 samples at 16 kHz).
@@ -71,6 +100,9 @@ pub struct AudioConfig {
     /// Patch height along time (frames) and width along frequency (mel bins).
     pub patch_time: usize,
     pub patch_freq: usize,
+    /// YAMNet front end: frames between patch starts (YAMNet's own is 48; 25 makes a 1 s
+    /// window hop a whole number of patches, so a streaming trunk never reruns a patch).
+    pub patch_hop: usize,
 }
 
 impl Default for AudioConfig {
@@ -94,6 +126,8 @@ impl Default for AudioConfig {
             num_frames: 208,
             patch_time: 16,
             patch_freq: 16,
+            patch_hop: crate::audio::yamnet::PATCH_HOP_FRAMES,
+            front_end: AudioFrontEnd::Kaldi,
         }
     }
 }
@@ -123,17 +157,64 @@ impl AudioConfig {
         }
     }
 
+    /// The log-mel value of silence: padding and masks use it.
+    pub fn silence(&self) -> f32 {
+        match self.front_end {
+            AudioFrontEnd::Kaldi => (self.log_floor as f32).ln(),
+            AudioFrontEnd::Yamnet => crate::audio::yamnet::LOG_OFFSET.ln(),
+        }
+    }
+
     /// Number of tokens (patches) per model input.
     pub fn token_count(&self) -> usize {
-        (self.num_frames / self.patch_time) * (self.num_mel_bins / self.patch_freq)
+        match self.front_end {
+            AudioFrontEnd::Kaldi => {
+                (self.num_frames / self.patch_time) * (self.num_mel_bins / self.patch_freq)
+            }
+            AudioFrontEnd::Yamnet => {
+                crate::audio::yamnet::num_patches(self.num_frames, self.patch_hop)
+            }
+        }
     }
 
     /// Length of one audio token vector.
     pub fn token_dim(&self) -> usize {
-        self.patch_time * self.patch_freq
+        match self.front_end {
+            AudioFrontEnd::Kaldi => self.patch_time * self.patch_freq,
+            AudioFrontEnd::Yamnet => {
+                crate::audio::yamnet::PATCH_FRAMES * crate::audio::yamnet::MEL_BANDS
+            }
+        }
     }
 
     pub fn validate(&self) -> Result<(), TokenizeError> {
+        if self.front_end == AudioFrontEnd::Yamnet {
+            use crate::audio::yamnet;
+            if self.sample_rate != yamnet::SAMPLE_RATE {
+                return Err(c(
+                    "audio.sample_rate",
+                    format!(
+                        "the yamnet front end runs at {} Hz, got {}",
+                        yamnet::SAMPLE_RATE,
+                        self.sample_rate
+                    ),
+                ));
+            }
+            if self.num_frames < yamnet::PATCH_FRAMES {
+                return Err(c(
+                    "audio.num_frames",
+                    format!(
+                        "the yamnet front end needs at least one {}-frame patch, got {}",
+                        yamnet::PATCH_FRAMES,
+                        self.num_frames
+                    ),
+                ));
+            }
+            if self.patch_hop == 0 {
+                return Err(c("audio.patch_hop", "must be at least 1 frame"));
+            }
+            return Ok(());
+        }
         if self.sample_rate == 0 {
             return Err(c("audio.sample_rate", "must be positive"));
         }
@@ -218,6 +299,7 @@ impl AudioConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VideoConfig {
+    pub layout: VideoLayout,
     /// Frames sampled uniformly over each window (`T`).
     pub num_frames: usize,
     /// The shorter side of each frame is resized to this (aspect ratio kept) ...
@@ -246,24 +328,39 @@ impl Default for VideoConfig {
             std: [0.5, 0.5, 0.5],
             patch_size: 16,
             tubelet: 2,
+            layout: VideoLayout::Patches,
         }
     }
 }
 
 impl VideoConfig {
     pub fn token_count(&self) -> usize {
-        (self.num_frames / self.tubelet)
-            * (self.height / self.patch_size)
-            * (self.width / self.patch_size)
+        match self.layout {
+            VideoLayout::Patches => {
+                (self.num_frames / self.tubelet)
+                    * (self.height / self.patch_size)
+                    * (self.width / self.patch_size)
+            }
+            VideoLayout::Frames => self.num_frames,
+        }
     }
 
     pub fn token_dim(&self) -> usize {
-        self.tubelet * self.patch_size * self.patch_size * 3
+        match self.layout {
+            VideoLayout::Patches => self.tubelet * self.patch_size * self.patch_size * 3,
+            VideoLayout::Frames => 3 * self.height * self.width,
+        }
     }
 
     pub fn validate(&self) -> Result<(), TokenizeError> {
         if self.num_frames == 0 {
             return Err(c("video.num_frames", "must be positive"));
+        }
+        if self.layout == VideoLayout::Frames {
+            if self.height == 0 || self.width == 0 {
+                return Err(c("video.height", "height and width must be positive"));
+            }
+            return self.validate_resize_and_norm();
         }
         if self.tubelet == 0 || self.num_frames % self.tubelet != 0 {
             return Err(c(
@@ -288,6 +385,10 @@ impl VideoConfig {
                 ));
             }
         }
+        self.validate_resize_and_norm()
+    }
+
+    fn validate_resize_and_norm(&self) -> Result<(), TokenizeError> {
         if self.resize_shorter < self.height.max(self.width) {
             return Err(c(
                 "video.resize_shorter",

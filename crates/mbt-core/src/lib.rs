@@ -25,7 +25,7 @@ pub mod settings;
 pub mod tokens;
 pub mod video;
 
-pub use config::{AudioConfig, TokenizerConfig, VideoConfig};
+pub use config::{AudioConfig, AudioFrontEnd, TokenizerConfig, VideoConfig, VideoLayout};
 
 /// The AVE-Intersect classes (data v2), in the order of the default model's outputs: the data
 /// set builder labels clips with them and the default model config lists them. (edge-0.1 was

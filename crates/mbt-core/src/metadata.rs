@@ -12,6 +12,7 @@
 //! | `mbt.tokenizer`          | JSON of [`TokenizerConfig`]                              |
 //! | `mbt.model_config`       | the model config (TOML text), for provenance             |
 //! | `mbt.training_data_hash` | hash of the training manifest, or `none` for random init |
+//! | `mbt.trunks`             | optional: JSON array of the pretrained trunks composed into the graph (name, file sha256, package, licence) |
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -26,6 +27,7 @@ pub const KEY_LABELS: &str = "mbt.labels";
 pub const KEY_TOKENIZER: &str = "mbt.tokenizer";
 pub const KEY_MODEL_CONFIG: &str = "mbt.model_config";
 pub const KEY_TRAINING_DATA_HASH: &str = "mbt.training_data_hash";
+pub const KEY_TRUNKS: &str = "mbt.trunks";
 
 #[derive(Debug, Error, PartialEq)]
 pub enum MetadataError {
@@ -42,12 +44,15 @@ pub struct ModelMetadata {
     pub tokenizer: TokenizerConfig,
     pub model_config: String,
     pub training_data_hash: String,
+    /// Provenance of the pretrained trunks inside the graph (JSON array text); empty for a
+    /// model without trunks.
+    pub trunks: String,
 }
 
 impl ModelMetadata {
     /// The `(key, value)` pairs to store in `metadata_props`.
     pub fn to_props(&self) -> Vec<(String, String)> {
-        vec![
+        let mut props = vec![
             (KEY_FORMAT.into(), FORMAT_VERSION.to_string()),
             (KEY_MODEL_VERSION.into(), self.model_version.clone()),
             (KEY_LABELS.into(), to_json(&self.labels)),
@@ -57,7 +62,11 @@ impl ModelMetadata {
                 KEY_TRAINING_DATA_HASH.into(),
                 self.training_data_hash.clone(),
             ),
-        ]
+        ];
+        if !self.trunks.is_empty() {
+            props.push((KEY_TRUNKS.into(), self.trunks.clone()));
+        }
+        props
     }
 
     /// Parses and validates `metadata_props`. Every error names the key.
@@ -109,6 +118,7 @@ impl ModelMetadata {
             tokenizer,
             model_config: get(KEY_MODEL_CONFIG)?.to_string(),
             training_data_hash: get(KEY_TRAINING_DATA_HASH)?.to_string(),
+            trunks: get(KEY_TRUNKS).unwrap_or_default().to_string(),
         })
     }
 }
@@ -129,6 +139,7 @@ mod tests {
             tokenizer: TokenizerConfig::default(),
             model_config: "width = 192\n".into(),
             training_data_hash: "none".into(),
+            trunks: String::new(),
         }
     }
 

@@ -79,6 +79,10 @@ pub struct TrainCli {
     /// Source pool for `train.fresh_renders` [default: data/pool.toml of this checkout]
     #[arg(long, visible_alias = "manifest", value_name = "FILE")]
     pub pool: Option<PathBuf>,
+    /// Directory of the pretrained trunk files for a config with `[trunks]` [default: the
+    /// checkout's models/trunks]
+    #[arg(long, value_name = "DIR")]
+    pub trunks: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +216,10 @@ pub struct ExportArgs {
     /// Version string written into the model's metadata
     #[arg(long, default_value = "dev")]
     pub model_version: String,
+    /// Directory of the pretrained trunk files a config with `[trunks]` composes into the
+    /// model (sha256-pinned; default: the checkout's models/trunks)
+    #[arg(long)]
+    pub trunks: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -275,6 +283,10 @@ pub enum BenchCmd {
         /// Timed runs (after 3 warm-up runs)
         #[arg(long, default_value_t = 30)]
         runs: usize,
+        /// tract: optimise the plan for exactly --batch (concrete shapes) instead of a symbolic
+        /// batch; what `mbtd` does (it always runs one window at a time)
+        #[arg(long)]
+        fixed_batch: bool,
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,

@@ -35,6 +35,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_steps: a.max_steps,
             cache: a.cache,
             pool: a.pool,
+            trunks: a.trunks,
         }),
         Command::Eval(a) => train::eval::run(train::eval::EvalArgs {
             model: a.model,

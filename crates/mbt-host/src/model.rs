@@ -73,7 +73,14 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         training_data_hash: data_hash,
         int8,
     };
-    let bytes = write_onnx(&model, &cfg, &opts)?;
+    let mut bytes = write_onnx(&model, &cfg, &opts)?;
+    if cfg.trunks.audio.is_some() || cfg.trunks.video.is_some() {
+        let dir = args
+            .trunks
+            .clone()
+            .unwrap_or_else(mbt_model::trunk::default_dir);
+        bytes = mbt_model::export::compose::compose(&cfg, &bytes, &dir)?;
+    }
     std::fs::write(&args.out, &bytes)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!(
@@ -239,13 +246,20 @@ pub fn bench(cmd: BenchCmd) -> anyhow::Result<()> {
         runtime,
         batch,
         runs,
+        fixed_batch,
         json,
     } = cmd;
     if batch == 0 || runs == 0 {
         bail!("--batch and --runs must be positive");
     }
     let t0 = std::time::Instant::now();
-    let mut m = Runner::load(&model, &runtime)?;
+    let mut m = if fixed_batch && runtime.backend == "tract" {
+        Runner::Tract(Box::new(mbt_infer::Model::load_with_batch(
+            &model, "cpu", batch,
+        )?))
+    } else {
+        Runner::load(&model, &runtime)?
+    };
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let fill = |n: usize, seed: u32| {
         let mut s = seed;

@@ -66,13 +66,13 @@ fn bad_config_names_the_field() {
         "model",
         "stats",
         "--config",
-        "configs/edge.toml",
+        "configs/edge-scratch.toml",
         "--set",
         "heads=5",
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("heads") && stderr(&o).contains("edge.toml"),
+        stderr(&o).contains("heads") && stderr(&o).contains("edge-scratch.toml"),
         "{}",
         stderr(&o)
     );
@@ -80,7 +80,7 @@ fn bad_config_names_the_field() {
         "model",
         "stats",
         "--config",
-        "configs/edge.toml",
+        "configs/edge-scratch.toml",
         "--set",
         "fusion_layer=9",
     ]);
@@ -90,7 +90,7 @@ fn bad_config_names_the_field() {
         "model",
         "stats",
         "--config",
-        "configs/edge.toml",
+        "configs/edge-scratch.toml",
         "--set",
         "tokenizer.video.num_frames=0",
     ]);
@@ -104,7 +104,7 @@ fn export_then_infer_on_tokenized_files() {
     let o = mbt(&[
         "export",
         "--config",
-        "configs/edge.toml",
+        "configs/edge-scratch.toml",
         "--set",
         "layers=2",
         "--set",
@@ -138,7 +138,7 @@ fn export_then_infer_on_tokenized_files() {
         })
         .collect();
     std::fs::write(&y4m, mbt_media::y4m::encode(&frames, 8)).unwrap();
-    // configs/edge.toml groups frames in tubelets of 4 (the tokenizer default is 2).
+    // configs/edge-scratch.toml groups frames in tubelets of 4 (the tokenizer default is 2).
     let o = mbt(&[
         "tokenize",
         "video",

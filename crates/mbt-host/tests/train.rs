@@ -134,7 +134,7 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
 
 /// With `train.threads = 2` each step trains two shards of the batch in parallel and sums
 /// their gradients in shard order: a run must still be repeatable, and resumable to the bit,
-/// as a one-thread run is (also measured with `configs/edge.toml` on a 192-clip build, 2
+/// as a one-thread run is (also measured with `configs/edge-scratch.toml` on a 192-clip build, 2
 /// epochs: two runs gave equal losses to the last digit).
 #[test]
 fn a_two_thread_run_repeats_and_resumes_to_the_same_weights() {

@@ -235,6 +235,60 @@ impl OrtModel {
     }
 }
 
+/// One graph with a single input `input` `[N, dim]` and a single output (a trunk part of
+/// [`crate::parts`]) in an ONNX Runtime CPU session with one intra-op thread: the runtime the
+/// training feature cache uses when the library is there (BENCHMARKS.md: several times
+/// faster than tract on the trunks' convolutions on x86).
+pub struct OrtPart {
+    session: Session,
+    name: String,
+}
+
+impl OrtPart {
+    pub fn from_bytes(bytes: &[u8], name: &str, library: &str) -> Result<Self, InferError> {
+        let rt_err = |reason: String| InferError::Runtime {
+            name: "onnxruntime".into(),
+            reason: format!("{name}: {reason}"),
+        };
+        let env = environment(library).map_err(rt_err)?;
+        let session = Session::builder(&env)
+            .map_err(|e| rt_err(format!("{e}")))?
+            .with_intra_threads(1)
+            .map_err(|e| rt_err(format!("{e}")))?
+            .with_inter_threads(1)
+            .map_err(|e| rt_err(format!("{e}")))?
+            .commit_from_memory(bytes)
+            .map_err(|e| rt_err(format!("{e}")))?;
+        Ok(OrtPart {
+            session,
+            name: name.into(),
+        })
+    }
+
+    /// Runs `n` rows of `dim` values; returns the output's values.
+    pub fn run_rows(&mut self, rows: &[f32], n: usize, dim: usize) -> Result<Vec<f32>, InferError> {
+        if n == 0 || rows.len() != n * dim {
+            return Err(InferError::Run(format!(
+                "{}: expected {n} rows of {dim} values, got {} values",
+                self.name,
+                rows.len()
+            )));
+        }
+        let run_err = |e: ort::Error| InferError::Run(format!("onnxruntime: {e}"));
+        let x = TensorRef::from_array_view(([n, dim], rows)).map_err(run_err)?;
+        let out = self
+            .session
+            .run(ort::inputs!["input" => x])
+            .map_err(run_err)?;
+        let (_, value) = out
+            .iter()
+            .next()
+            .ok_or_else(|| InferError::Run(format!("{}: no output", self.name)))?;
+        let (_, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
+        Ok(data.to_vec())
+    }
+}
+
 /// The library's version for logs: from its file name (`libonnxruntime.so.1.32.0`), else
 /// from its build info (release branch or commit), which is all the C API tells.
 fn ort_version(library: &str) -> String {

@@ -4,7 +4,9 @@
 //! Token counts and patch-vector sizes are *derived* from the tokenizer settings, never stated
 //! twice, so a model cannot be configured for inputs its tokenizer does not produce.
 
-use mbt_core::TokenizerConfig;
+use mbt_core::{AudioFrontEnd, TokenizerConfig, VideoLayout};
+
+use crate::trunk::Trunks;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -56,6 +58,8 @@ pub struct ModelConfig {
     pub drop_path: f64,
     /// Class names in logit order.
     pub labels: Vec<String>,
+    /// Pretrained trunks under the streams (`[trunks]`; none: the from-scratch streams).
+    pub trunks: Trunks,
     pub tokenizer: TokenizerConfig,
 }
 
@@ -75,6 +79,7 @@ impl Default for ModelConfig {
             layer_norm_eps: 1e-6,
             drop_path: 0.1,
             labels: mbt_core::AVE_CLASSES.map(String::from).to_vec(),
+            trunks: Trunks::default(),
             tokenizer: TokenizerConfig::default(),
         }
     }
@@ -103,21 +108,47 @@ fn err(field: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl ModelConfig {
-    /// The streams, in input order (`video`, then `audio`).
+    /// The streams, in input order (`video`, then `audio`), as the transformer sees them:
+    /// with a trunk, its (pooled) feature map cells are the tokens (see `trunk`).
     pub fn streams(&self) -> Vec<StreamSpec> {
         let (v, a) = (&self.tokenizer.video, &self.tokenizer.audio);
-        vec![
-            StreamSpec {
+        let video = match self.trunks.video {
+            Some(t) => StreamSpec {
+                name: "video".into(),
+                tokens: v.num_frames * self.video_cells(),
+                patch_dim: t.spec().channels,
+            },
+            None => StreamSpec {
                 name: "video".into(),
                 tokens: v.token_count(),
                 patch_dim: v.token_dim(),
             },
-            StreamSpec {
+        };
+        let audio = match self.trunks.audio {
+            Some(t) => StreamSpec {
+                name: "audio".into(),
+                tokens: a.token_count() * t.cells(),
+                patch_dim: t.spec().channels,
+            },
+            None => StreamSpec {
                 name: "audio".into(),
                 tokens: a.token_count(),
                 patch_dim: a.token_dim(),
             },
-        ]
+        };
+        vec![video, audio]
+    }
+
+    /// Video tokens per frame with a video trunk (pooled grid cells); 0 without one.
+    pub fn video_cells(&self) -> usize {
+        match self.trunks.video {
+            Some(t) => {
+                let (gh, gw) = t.grid(self.tokenizer.video.height, self.tokenizer.video.width);
+                let p = self.trunks.video_pool.max(1);
+                (gh / p) * (gw / p)
+            }
+            None => 0,
+        }
     }
 
     pub fn num_classes(&self) -> usize {
@@ -190,6 +221,36 @@ impl ModelConfig {
         self.tokenizer
             .validate()
             .map_err(|e| err("tokenizer", e.to_string()))?;
+        if let Some(t) = self.trunks.audio {
+            if self.tokenizer.audio.front_end != AudioFrontEnd::Yamnet {
+                return Err(err(
+                    "trunks.audio",
+                    format!(
+                        "the {} trunk takes YAMNet log-mel patches: set tokenizer.audio.front_end = \"yamnet\"",
+                        t.spec().name
+                    ),
+                ));
+            }
+        }
+        if let Some(t) = self.trunks.video {
+            if self.tokenizer.video.layout != VideoLayout::Frames {
+                return Err(err(
+                    "trunks.video",
+                    format!(
+                        "the {} trunk takes whole frames: set tokenizer.video.layout = \"frames\"",
+                        t.spec().name
+                    ),
+                ));
+            }
+            let (gh, gw) = t.grid(self.tokenizer.video.height, self.tokenizer.video.width);
+            let p = self.trunks.video_pool;
+            if p == 0 || gh % p != 0 || gw % p != 0 {
+                return Err(err(
+                    "trunks.video_pool",
+                    format!("expected a positive divisor of the trunk's {gh} x {gw} grid, got {p}"),
+                ));
+            }
+        }
         for s in self.streams() {
             if s.tokens == 0 {
                 return Err(err(

@@ -8,6 +8,7 @@ pub mod layers;
 pub mod mbt;
 pub mod stats;
 pub mod train;
+pub mod trunk;
 
 pub use config::{Classifier, FusionKind, ModelConfig, StreamSpec};
 pub use layers::DropPath;

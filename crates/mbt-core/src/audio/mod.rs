@@ -11,7 +11,7 @@ pub mod yamnet;
 pub use fbank::{Fbank, LogMel};
 pub use resample::{resample, to_model_rate, SUPPORTED_RATES};
 
-use crate::config::AudioConfig;
+use crate::config::{AudioConfig, AudioFrontEnd};
 use crate::error::TokenizeError;
 use crate::tokens::Tokens;
 
@@ -20,12 +20,16 @@ use crate::tokens::Tokens;
 pub struct AudioTokenizer {
     cfg: AudioConfig,
     fbank: Fbank,
+    /// Planned when the config selects YAMNet's front end.
+    yamnet: Option<yamnet::YamnetFrontEnd>,
 }
 
 impl AudioTokenizer {
     pub fn new(cfg: AudioConfig) -> Result<Self, TokenizeError> {
+        cfg.validate()?;
         let fbank = Fbank::new(&cfg)?;
-        Ok(AudioTokenizer { cfg, fbank })
+        let yamnet = (cfg.front_end == AudioFrontEnd::Yamnet).then(yamnet::YamnetFrontEnd::new);
+        Ok(AudioTokenizer { cfg, fbank, yamnet })
     }
 
     pub fn config(&self) -> &AudioConfig {
@@ -45,25 +49,51 @@ impl AudioTokenizer {
             resampled = resample(samples, rate, self.cfg.sample_rate)?;
             &resampled
         };
-        self.fbank.compute(s)
+        match &self.yamnet {
+            Some(y) => y.compute(s),
+            None => self.fbank.compute(s),
+        }
     }
 
     /// Normalised log-mel padded or cropped to `num_frames` (the model's input spectrogram).
     pub fn spectrogram(&self, samples: &[f32], rate: u32) -> Result<LogMel, TokenizeError> {
         let raw = self.log_mel(samples, rate)?;
-        let fixed =
-            spectrogram::pad_or_crop(&raw, self.cfg.num_frames, (self.cfg.log_floor as f32).ln());
-        Ok(spectrogram::normalize(
-            fixed,
-            self.cfg.norm_mean,
-            self.cfg.norm_std,
-        ))
+        Ok(self.spectrogram_of(&raw))
+    }
+
+    /// [`AudioTokenizer::spectrogram`] from a raw log-mel already computed by
+    /// [`AudioTokenizer::log_mel`].
+    pub fn spectrogram_of(&self, raw: &LogMel) -> LogMel {
+        let fixed = spectrogram::pad_or_crop(&raw, self.cfg.num_frames, self.cfg.silence());
+        if self.yamnet.is_some() {
+            // YAMNet was trained on its raw log-mel: no normalisation.
+            return fixed;
+        }
+        spectrogram::normalize(fixed, self.cfg.norm_mean, self.cfg.norm_std)
     }
 
     /// Tokens for the model's `audio` input: `[token_count, patch_time * patch_freq]`.
     pub fn tokenize(&self, samples: &[f32], rate: u32) -> Result<Tokens, TokenizeError> {
         let spec = self.spectrogram(samples, rate)?;
-        spectrogram::patches(&spec, self.cfg.patch_time, self.cfg.patch_freq)
+        self.patches(&spec)
+    }
+
+    /// Tokens from a model-input spectrogram (`num_frames` frames, already normalised when
+    /// the front end normalises): Kaldi patches, or YAMNet's 96-frame patches flattened.
+    pub fn patches(&self, spec: &LogMel) -> Result<Tokens, TokenizeError> {
+        match self.cfg.front_end {
+            AudioFrontEnd::Kaldi => {
+                spectrogram::patches(spec, self.cfg.patch_time, self.cfg.patch_freq)
+            }
+            AudioFrontEnd::Yamnet => {
+                let p = yamnet::yamnet_patches(spec, self.cfg.patch_hop)?;
+                Ok(Tokens {
+                    count: p.count,
+                    dim: p.frames * p.bins,
+                    data: p.data,
+                })
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@ pub mod sample;
 
 pub use sample::uniform_indices;
 
-use crate::config::VideoConfig;
+use crate::config::{VideoConfig, VideoLayout};
 use crate::error::TokenizeError;
 use crate::tokens::Tokens;
 
@@ -117,7 +117,8 @@ impl VideoTokenizer {
             .collect())
     }
 
-    /// Tokens from exactly `num_frames` frames: `[token_count, tubelet * P * P * 3]`.
+    /// Tokens from exactly `num_frames` frames: `[token_count, tubelet * P * P * 3]`, or with
+    /// the `Frames` layout `[num_frames, 3 * height * width]`.
     pub fn tokenize_frames(&self, frames: &[Frame]) -> Result<Tokens, TokenizeError> {
         if frames.len() != self.cfg.num_frames {
             return Err(TokenizeError::Count {
@@ -127,6 +128,9 @@ impl VideoTokenizer {
             });
         }
         check_frames(frames)?;
+        if self.cfg.layout == VideoLayout::Frames {
+            return Ok(self.frames_chw(frames));
+        }
         // Fused: each resized row is normalised straight into its place in the token matrix
         // (no per-frame image buffers; this path runs on every window in the daemon).
         let cfg = &self.cfg;
@@ -160,6 +164,39 @@ impl VideoTokenizer {
             });
         }
         Ok(Tokens { count, dim, data })
+    }
+
+    /// The `Frames` layout: each frame resized, cropped and normalised into one channel-first
+    /// row `[3, height, width]` (what a convolutional trunk's NCHW input holds per frame).
+    fn frames_chw(&self, frames: &[Frame]) -> Tokens {
+        let cfg = &self.cfg;
+        let plan = resize::ResizeCrop::plan(
+            frames[0].width,
+            frames[0].height,
+            cfg.resize_shorter,
+            cfg.width,
+            cfg.height,
+        );
+        let (w, h) = plan.out_size();
+        let dim = 3 * w * h;
+        let inv = [1.0 / cfg.std[0], 1.0 / cfg.std[1], 1.0 / cfg.std[2]];
+        let mut data = vec![0f32; frames.len() * dim];
+        let mut scratch = resize::Scratch::default();
+        for (f, frame) in frames.iter().enumerate() {
+            let out = &mut data[f * dim..(f + 1) * dim];
+            plan.apply_rows(frame, &mut scratch, |y, row| {
+                for (x, px) in row.chunks_exact(3).enumerate() {
+                    for ch in 0..3 {
+                        out[ch * w * h + y * w + x] = (px[ch] - cfg.mean[ch]) * inv[ch];
+                    }
+                }
+            });
+        }
+        Tokens {
+            count: frames.len(),
+            dim,
+            data,
+        }
     }
 
     /// Tokens for a window holding any number of frames: `num_frames` of them are picked

@@ -196,6 +196,36 @@ impl DataSet {
         })
     }
 
+    /// Indices of `split`'s entries in manifest order (the first `limit` of them).
+    pub fn entries(&self, split: &str, limit: Option<usize>) -> anyhow::Result<Vec<usize>> {
+        let mut v: Vec<usize> = (0..self.entries.len())
+            .filter(|&i| self.entries[i].split == split)
+            .collect();
+        if let Some(n) = limit {
+            v.truncate(n);
+        }
+        if v.is_empty() {
+            bail!(
+                "{}: the manifest has no `{split}` clips",
+                self.dir.join("manifest.jsonl").display()
+            );
+        }
+        Ok(v)
+    }
+
+    /// Decodes entry `index` (from [`DataSet::entries`]).
+    pub fn decode_entry(
+        &self,
+        index: usize,
+        labels: &[String],
+        audio: &AudioTokenizer,
+    ) -> anyhow::Result<Clip> {
+        let Some(e) = self.entries.get(index) else {
+            bail!("no manifest entry {index}");
+        };
+        self.decode(e, labels, audio)
+    }
+
     fn decode(&self, e: &Entry, labels: &[String], audio: &AudioTokenizer) -> anyhow::Result<Clip> {
         let wav_path = self.dir.join(&e.audio);
         let wav = mbt_media::wav::read(&wav_path)

@@ -42,7 +42,6 @@ fn collect(
     mut predict_batch: impl FnMut(&Batch) -> anyhow::Result<Predictions>,
 ) -> anyhow::Result<Evaluation> {
     let classes = labels.len();
-    let n = split.clips.len();
     let mut sums: Vec<Vec<f32>> = Vec::new();
     let max_shift = tok.cfg.audio.num_frames / 26; // ~8 frames (80 ms) for a 208-frame window
     for k in 0..crops {
@@ -70,13 +69,28 @@ fn collect(
             }
         }
     }
+    let y: Vec<usize> = split.clips.iter().map(|c| c.label).collect();
+    let ids = split.clips.iter().map(|c| c.id.clone()).collect();
+    Ok(score(sums, &y, ids, labels, &split.name, crops))
+}
+
+/// Metrics from per-crop logit sums (fused first, then each stream's), `crops` crops.
+pub fn score(
+    mut sums: Vec<Vec<f32>>,
+    y: &[usize],
+    ids: Vec<String>,
+    labels: &[String],
+    split: &str,
+    crops: usize,
+) -> Evaluation {
+    let classes = labels.len();
+    let n = y.len();
     for s in sums.iter_mut() {
         s.iter_mut().for_each(|v| *v /= crops as f32);
     }
-    let y: Vec<usize> = split.clips.iter().map(|c| c.label).collect();
     let loss = sums[0]
         .chunks(classes)
-        .zip(&y)
+        .zip(y)
         .map(|(r, &t)| {
             let m = r.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
             let lse = m + r.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
@@ -96,18 +110,62 @@ fn collect(
                 .0
         })
         .collect();
-    Ok(Evaluation {
-        ids: split.clips.iter().map(|c| c.id.clone()).collect(),
+    Evaluation {
+        ids,
         predictions,
-        split: split.name.clone(),
+        split: split.to_string(),
         crops,
-        fused: metrics::compute(&sums[0], &y, labels),
+        fused: metrics::compute(&sums[0], y, labels),
         streams: sums[1..]
             .iter()
-            .map(|s| metrics::compute(s, &y, labels))
+            .map(|s| metrics::compute(s, y, labels))
             .collect(),
         loss,
-    })
+    }
+}
+
+/// Evaluates burn weights on cached trunk features: crop `k` samples the frames at phase `k`
+/// (the audio patches are the same for every crop: they are cached once per clip).
+pub fn evaluate_features(
+    model: &Mbt,
+    cfg: &ModelConfig,
+    split: &super::features::FeatureSplit,
+    crops: usize,
+    batch_size: usize,
+) -> anyhow::Result<Evaluation> {
+    let n = split.clips();
+    let mut sums: Vec<Vec<f32>> = Vec::new();
+    for k in 0..crops {
+        let mut outs: Vec<Vec<f32>> = Vec::new();
+        let idx: Vec<usize> = (0..n).collect();
+        for chunk in idx.chunks(batch_size.max(1)) {
+            let b = split.batch(cfg, chunk, &vec![k; chunk.len()], false)?;
+            let p = predict(model, cfg, &b);
+            let all = std::iter::once(p.fused).chain(p.streams);
+            if outs.is_empty() {
+                outs = all.collect();
+            } else {
+                for (o, v) in outs.iter_mut().zip(all) {
+                    o.extend(v);
+                }
+            }
+        }
+        if sums.is_empty() {
+            sums = outs;
+        } else {
+            for (s, o) in sums.iter_mut().zip(outs) {
+                s.iter_mut().zip(o).for_each(|(a, b)| *a += b);
+            }
+        }
+    }
+    Ok(score(
+        sums,
+        &split.header.labels,
+        split.header.ids.clone(),
+        &cfg.labels,
+        &split.name,
+        crops,
+    ))
 }
 
 /// Evaluates burn weights.

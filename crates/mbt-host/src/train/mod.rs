@@ -16,8 +16,10 @@
 //! float rounding.
 
 pub mod augment;
+pub mod cached;
 pub mod dataset;
 pub mod eval;
+pub mod features;
 pub mod fresh;
 pub mod metrics;
 pub mod plot;
@@ -55,6 +57,8 @@ pub struct TrainArgs {
     pub cache: Option<PathBuf>,
     /// Source pool for `train.fresh_renders` (default: `data/pool.toml`).
     pub pool: Option<PathBuf>,
+    /// Trunk directory for a model with `[trunks]` (default: the checkout's models/trunks).
+    pub trunks: Option<PathBuf>,
 }
 
 /// Where a run stands: written with every checkpoint.
@@ -92,7 +96,11 @@ fn parse_config(
     Ok((model, train))
 }
 
-fn write_run_config(run: &Path, model: &ModelConfig, train: &TrainConfig) -> anyhow::Result<()> {
+pub(crate) fn write_run_config(
+    run: &Path,
+    model: &ModelConfig,
+    train: &TrainConfig,
+) -> anyhow::Result<()> {
     let mut table = toml::Table::try_from(model).context("serialising the model config")?;
     table.insert(
         "train".into(),
@@ -180,7 +188,7 @@ pub fn make_batch(
     })
 }
 
-fn smooth(targets: &mut [f32], classes: usize, eps: f64) {
+pub(crate) fn smooth(targets: &mut [f32], classes: usize, eps: f64) {
     let eps = eps as f32;
     for row in targets.chunks_mut(classes) {
         for v in row.iter_mut() {
@@ -211,7 +219,7 @@ fn gamma(rng: &mut Rng, shape: f64) -> f64 {
 }
 
 /// Mixup: every sample mixed with a partner from the same batch, weight `lam ~ Beta(a, a)`.
-fn mixup(batch: &mut Batch, rng: &mut Rng, alpha: f64) -> f32 {
+pub(crate) fn mixup(batch: &mut Batch, rng: &mut Rng, alpha: f64) -> f32 {
     let (g1, g2) = (gamma(rng, alpha), gamma(rng, alpha));
     let lam = (g1 / (g1 + g2)) as f32;
     let n = batch.n;
@@ -240,18 +248,18 @@ fn mixup(batch: &mut Batch, rng: &mut Rng, alpha: f64) -> f32 {
     lam
 }
 
-fn step_seed(seed: u64, step: usize) -> u64 {
+pub(crate) fn step_seed(seed: u64, step: usize) -> u64 {
     Rng::new(seed, &[0x57E9, step as u64]).next_u64()
 }
 
 /// The clip order of one epoch.
-fn permutation(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
+pub(crate) fn permutation(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     Rng::new(seed, &[0x0DE5, epoch as u64]).shuffle(&mut order);
     order
 }
 
-fn argmax(row: &[f32]) -> usize {
+pub(crate) fn argmax(row: &[f32]) -> usize {
     let mut best = 0;
     for (i, &v) in row.iter().enumerate() {
         if v > row[best] {
@@ -262,7 +270,7 @@ fn argmax(row: &[f32]) -> usize {
 }
 
 /// Installs a SIGINT/SIGTERM flag: the loop checkpoints and stops at the next step boundary.
-fn interrupt_flag() -> Arc<AtomicBool> {
+pub(crate) fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&flag)) {
@@ -357,6 +365,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             data.manifest_sha256,
             state.data_manifest_sha256
         );
+    }
+    if model_cfg.trunks.audio.is_some() || model_cfg.trunks.video.is_some() {
+        return cached::run(&args, &model_cfg, &train_cfg, state, trainer, &data);
     }
     let t0 = Instant::now();
     let mut train = data.load("train", &labels, &model_cfg.tokenizer, args.limit_train)?;
@@ -639,7 +650,11 @@ fn check_shapes(tok: &Tokenizer, cfg: &ModelConfig, split: &Split) -> anyhow::Re
     Ok(())
 }
 
-fn save_checkpoint(run: &Path, trainer: &Trainer, state: &RunState) -> anyhow::Result<()> {
+pub(crate) fn save_checkpoint(
+    run: &Path,
+    trainer: &Trainer,
+    state: &RunState,
+) -> anyhow::Result<()> {
     // Write into a fresh directory, then swap it in: a kill mid-save leaves the old checkpoint.
     let dir = run.join("checkpoint");
     let tmp = run.join("checkpoint.tmp");
@@ -665,7 +680,7 @@ fn save_checkpoint(run: &Path, trainer: &Trainer, state: &RunState) -> anyhow::R
     Ok(())
 }
 
-fn progress_bar(total: u64, at: u64) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(total: u64, at: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
     bar.set_position(at);
     if let Ok(style) = indicatif::ProgressStyle::with_template(

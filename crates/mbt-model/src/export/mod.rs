@@ -1,6 +1,7 @@
 //! Writing the trained (or randomly initialised) model as ONNX, with everything the daemon
 //! needs in `metadata_props`.
 
+pub mod compose;
 pub mod graph;
 pub mod onnx;
 

@@ -460,6 +460,7 @@ pub fn export(
         tokenizer: cfg.tokenizer.clone(),
         model_config: toml::to_string(cfg).unwrap_or_default(),
         training_data_hash: opts.training_data_hash.clone(),
+        trunks: String::new(),
     };
     let proto = ModelProto {
         ir_version: 8,

