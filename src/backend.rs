@@ -1,6 +1,8 @@
 //! Inference backends behind one trait, and the choice between them.
 //!
-//! * `cpu`: tract's CPU runtime through `mbt-infer`, always built, always works.
+//! * `cpu`: tract's CPU runtime through `mbt-infer`, always built, always works. A model with
+//!   pretrained trunks runs *streamed* (`TractStreaming`): each trunk runs once per new frame
+//!   and log-mel patch, only the fusion part once per window.
 //! * `cuda`: tract-cuda through tract's runtime registry (Jetson and other NVIDIA boards),
 //!   with cargo feature `cuda`. The CUDA libraries are opened at run time; the first load on a
 //!   machine compiles the GPU kernels (about 75 s on an H100), later loads take about a second,
@@ -95,6 +97,83 @@ impl Backend for TractCpu {
     }
 }
 
+/// tract on the CPU for a model with trunks: the composed file cut into its trunk parts and
+/// fusion part (`mbt_infer::parts::Streaming`); overlapping windows reuse the trunk outputs of
+/// the frames and patches they share. Same logits as the whole-window model (tests/hybrid.rs).
+pub struct TractStreaming {
+    stream: mbt_infer::parts::Streaming,
+    metadata: ModelMetadata,
+    shapes: ((usize, usize), (usize, usize)),
+}
+
+impl TractStreaming {
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Self, BackendError> {
+        let metadata = mbt_infer::read_metadata(bytes, name)?;
+        let tok = &metadata.tokenizer;
+        let shapes = (
+            (tok.video.token_count(), tok.video.token_dim()),
+            (tok.audio.token_count(), tok.audio.token_dim()),
+        );
+        let stream = mbt_infer::parts::Streaming::from_bytes(bytes, name, shapes.0, shapes.1)?;
+        Ok(TractStreaming {
+            stream,
+            metadata,
+            shapes,
+        })
+    }
+
+    /// Trunk rows run and rows reused so far.
+    pub fn stream_stats(&self) -> mbt_infer::parts::StreamStats {
+        self.stream.stats
+    }
+}
+
+impl Backend for TractStreaming {
+    fn name(&self) -> String {
+        "tract-cpu (streaming trunks)".into()
+    }
+
+    fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    fn input_shapes(&self) -> ((usize, usize), (usize, usize)) {
+        self.shapes
+    }
+
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    fn run(&mut self, batch: usize, video: &[f32], audio: &[f32]) -> Result<Logits, BackendError> {
+        let ((tv, pv), (ta, pa)) = self.shapes;
+        if batch == 0 || video.len() != batch * tv * pv || audio.len() != batch * ta * pa {
+            return Err(mbt_infer::InferError::InputShape {
+                name: "video",
+                got: vec![video.len(), audio.len()],
+                tokens: tv,
+                dim: pv,
+            }
+            .into());
+        }
+        let classes = self.metadata.labels.len();
+        let mut out = Logits {
+            batch,
+            classes,
+            fused: Vec::new(),
+            video: Vec::new(),
+            audio: Vec::new(),
+        };
+        for (v, a) in video.chunks(tv * pv).zip(audio.chunks(ta * pa)) {
+            let [f, lv, la] = self.stream.run(v, a)?;
+            out.fused.extend(f);
+            out.video.extend(lv);
+            out.audio.extend(la);
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(feature = "cuda")]
 fn cuda(path: &Path, max_batch: usize) -> Result<Box<dyn Backend>, BackendError> {
     tracing::info!(
@@ -186,7 +265,19 @@ fn ort(_cfg: &ModelConfig) -> Result<Box<dyn Backend>, BackendError> {
 /// Returns the backend and one line per backend `auto` skipped, saying why.
 pub fn open(cfg: &ModelConfig) -> Result<(Box<dyn Backend>, Vec<String>), BackendError> {
     let cpu = || -> Result<Box<dyn Backend>, BackendError> {
-        Ok(Box::new(TractCpu::load(&cfg.path, cfg.max_batch)?))
+        let name = cfg.path.display().to_string();
+        let bytes = std::fs::read(&cfg.path).map_err(|source| mbt_infer::InferError::Io {
+            path: name.clone(),
+            source,
+        })?;
+        if !mbt_infer::read_metadata(&bytes, &name)?.trunks.is_empty() {
+            return Ok(Box::new(TractStreaming::from_bytes(&bytes, &name)?));
+        }
+        Ok(Box::new(TractCpu::from_bytes(
+            &bytes,
+            &name,
+            cfg.max_batch,
+        )?))
     };
     match cfg.backend.as_str() {
         "cpu" => Ok((cpu()?, Vec::new())),

@@ -53,9 +53,27 @@ pub fn check_model(
     let a = &meta.tokenizer.audio;
     let samples = (cfg.window.length_s * a.sample_rate as f64).round() as usize;
     let frames = a.frames_for(samples);
+    if a.front_end == mbt_core::AudioFrontEnd::Yamnet {
+        // YAMNet's framing (400-sample frames every 160) over the window must fill the
+        // model's `num_frames` with signal, and not leave a whole patch hop unused.
+        if frames < a.num_frames || frames >= a.num_frames + a.patch_hop {
+            let lo = a.window_size() + (a.num_frames - 1) * a.window_shift();
+            let hi = a.window_size() + (a.num_frames + a.patch_hop - 1) * a.window_shift() - 1;
+            return Err(err(
+                "window.length_s",
+                format!(
+                    "= {} s gives {frames} log-mel frames, but the model's audio input takes {} (mbt.tokenizer audio.num_frames, YAMNet front end): use a window of {:.3}-{:.3} s",
+                    cfg.window.length_s,
+                    a.num_frames,
+                    lo as f64 / a.sample_rate as f64,
+                    hi as f64 / a.sample_rate as f64
+                ),
+            ));
+        }
+    }
     let patches = frames.div_ceil(a.patch_time);
     let want = a.num_frames / a.patch_time;
-    if frames > a.num_frames || patches != want {
+    if a.front_end == mbt_core::AudioFrontEnd::Kaldi && (frames > a.num_frames || patches != want) {
         // The window lengths that fill exactly the model's patch rows.
         let lo = a.window_size() + (a.num_frames - a.patch_time) * a.window_shift();
         let hi = a.window_size() + (a.num_frames - 1) * a.window_shift() + a.window_shift() - 1;

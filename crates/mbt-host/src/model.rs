@@ -228,9 +228,47 @@ pub fn model(cmd: ModelCmd) -> anyhow::Result<()> {
                 ("unfused layers", &s.unfused_layers),
                 ("fused layers", &s.fused_layers),
                 ("heads", &s.heads),
-                ("total", &s.total),
+                ("total (fusion)", &s.total),
             ] {
                 println!("{name:<18} {:>14} {:>14.3}", p.params, p.macs as f64 / 1e9);
+            }
+            if cfg.trunks.audio.is_some() || cfg.trunks.video.is_some() {
+                use mbt_model::export::compose::{trunk_part, Part as Which};
+                let dir = mbt_model::trunk::default_dir();
+                let tok = &cfg.tokenizer;
+                let mut total = (s.total.macs, s.total.params);
+                for (which, rows, dim, what) in [
+                    (
+                        Which::Audio,
+                        tok.audio.token_count(),
+                        tok.audio.token_dim(),
+                        "audio trunk",
+                    ),
+                    (
+                        Which::Video,
+                        tok.video.token_count(),
+                        tok.video.token_dim(),
+                        "video trunk",
+                    ),
+                ] {
+                    let bytes = trunk_part(&cfg, which, &dir)?;
+                    let (macs, params) = mbt_infer::parts::trunk_cost(&bytes, rows, dim)?;
+                    println!(
+                        "{:<18} {:>14} {:>14.3}   ({rows} x {:.3} GMACs per window)",
+                        what,
+                        params,
+                        macs as f64 / 1e9,
+                        macs as f64 / rows as f64 / 1e9
+                    );
+                    total.0 += macs;
+                    total.1 += params;
+                }
+                println!(
+                    "{:<18} {:>14} {:>14.3}",
+                    "total (window)",
+                    total.1,
+                    total.0 as f64 / 1e9
+                );
             }
             Ok(())
         }

@@ -201,6 +201,27 @@ impl Model {
     }
 }
 
+/// A model file's metadata alone (no graph analysis): what a caller needs to choose how to run
+/// it (for example whether it holds trunks, `mbt.trunks`).
+pub fn read_metadata(bytes: &[u8], name: &str) -> Result<ModelMetadata, InferError> {
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| InferError::NotOnnx {
+            path: name.into(),
+            reason: format!("{e:#}"),
+        })?;
+    ModelMetadata::from_props(
+        proto
+            .metadata_props
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str())),
+    )
+    .map_err(|source| InferError::Metadata {
+        path: name.into(),
+        source,
+    })
+}
+
 /// What every backend needs to know about a model file before running it.
 pub(crate) struct Checked {
     pub metadata: ModelMetadata,

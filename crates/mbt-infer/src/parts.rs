@@ -210,6 +210,33 @@ impl Part {
     }
 }
 
+/// `(tokens, channels)` of a seam: the constant shape `[-1, tokens, channels]` of the Reshape
+/// that produces `name` in a composed file.
+fn token_shape(proto: &ModelProto, name: &str) -> Option<(usize, usize)> {
+    let g = proto.graph.as_ref()?;
+    let node = g
+        .node
+        .iter()
+        .find(|n| n.op_type == "Reshape" && n.output.iter().any(|o| o == name))?;
+    let shape = g
+        .initializer
+        .iter()
+        .find(|t| Some(&t.name) == node.input.get(1))?;
+    let v: Vec<i64> = if !shape.int64_data.is_empty() {
+        shape.int64_data.clone()
+    } else {
+        shape
+            .raw_data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect()
+    };
+    match v[..] {
+        [_, t, c] if t > 0 && c > 0 => Some((t as usize, c as usize)),
+        _ => None,
+    }
+}
+
 /// A composed model cut into its three parts.
 pub struct Split {
     pub audio: Part,
@@ -229,13 +256,25 @@ impl Split {
         name: &str,
         video_dim: usize,
         audio_dim: usize,
-        video_tokens: (usize, usize),
-        audio_tokens: (usize, usize),
     ) -> Result<Self, InferError> {
         let proto = ModelProto::decode(bytes).map_err(|e| InferError::NotOnnx {
             path: name.into(),
             reason: e.to_string(),
         })?;
+        let video_tokens =
+            token_shape(&proto, VIDEO_TOKENS).ok_or_else(|| InferError::Inconsistent {
+                path: name.into(),
+                reason: format!(
+                    "no `{VIDEO_TOKENS}` reshape: not a model with trunks composed by `mbt export`"
+                ),
+            })?;
+        let audio_tokens =
+            token_shape(&proto, AUDIO_TOKENS).ok_or_else(|| InferError::Inconsistent {
+                path: name.into(),
+                reason: format!(
+                    "no `{AUDIO_TOKENS}` reshape: not a model with trunks composed by `mbt export`"
+                ),
+            })?;
         let cut = |inputs: &[(&str, Vec<Option<usize>>)], outputs: &[&str], what: &str| {
             let m = extract(&proto, inputs, outputs).map_err(|reason| InferError::Inconsistent {
                 path: name.into(),
@@ -295,5 +334,182 @@ impl Split {
         let v = out.pop().unwrap_or_default();
         let f = out.pop().unwrap_or_default();
         Ok([f, v, a])
+    }
+}
+
+/// Multiply-accumulates and parameters of a trunk part on `rows` rows of `dim` values, counted
+/// by tract's own cost model (`TypedOp::cost`, the FMA entries) on the decluttered graph, and
+/// from the file's float initializers.
+pub fn trunk_cost(bytes: &[u8], rows: usize, dim: usize) -> Result<(u64, u64), InferError> {
+    let bad = |e: TractError| InferError::Run(format!("counting MACs: {e:#}"));
+    let proto = ModelProto::decode(bytes).map_err(|e| InferError::NotOnnx {
+        path: "trunk part".into(),
+        reason: e.to_string(),
+    })?;
+    let params: u64 = proto
+        .graph
+        .as_ref()
+        .map(|g| {
+            g.initializer
+                .iter()
+                .filter(|t| t.data_type == DataType::Float as i32)
+                .map(|t| t.dims.iter().product::<i64>().max(0) as u64)
+                .sum()
+        })
+        .unwrap_or(0);
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .and_then(|m| m.with_input_fact(0, f32::fact([rows, dim]).into()))
+        .and_then(|m| m.into_typed())
+        .and_then(|m| m.into_decluttered())
+        .map_err(bad)?;
+    let mut macs = 0u64;
+    for node in model.nodes() {
+        let facts = model.node_input_facts(node.id).map_err(bad)?;
+        for (cost, n) in node.op.cost(&facts).map_err(bad)? {
+            if matches!(cost, tract_onnx::tract_core::ops::Cost::FMA(_)) {
+                macs += n
+                    .to_i64()
+                    .map_err(|e| InferError::Run(format!("counting MACs: {e}")))?
+                    .max(0) as u64;
+            }
+        }
+    }
+    Ok((macs, params))
+}
+
+/// The most recent rows a trunk part ran on and their outputs. A window overlapping the
+/// previous one holds the same frames and the same log-mel patches again, bit for bit (the
+/// tokenizer is deterministic and a patch's frames come from the same samples), so each row is
+/// looked up by its content before the trunk runs: with 2 s windows and a 1 s hop, half the
+/// rows of every window are hits.
+struct RowCache {
+    capacity: usize,
+    /// `(hash, row, output)`, most recent last.
+    entries: Vec<(u64, Vec<f32>, Vec<f32>)>,
+}
+
+fn row_hash(row: &[f32]) -> u64 {
+    // FNV-1a over the bits: a cheap filter; equality of the whole row is checked on a hit.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in row {
+        h ^= u64::from(v.to_bits());
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl RowCache {
+    fn get(&self, hash: u64, row: &[f32]) -> Option<&[f32]> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(h, r, _)| *h == hash && r.as_slice() == row)
+            .map(|(_, _, o)| o.as_slice())
+    }
+
+    fn put(&mut self, hash: u64, row: &[f32], out: Vec<f32>) {
+        if self.entries.len() >= self.capacity {
+            self.entries.remove(0);
+        }
+        self.entries.push((hash, row.to_vec(), out));
+    }
+}
+
+/// Counters of the streaming runner: rows run through a trunk, and rows found in the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub trunk_runs: u64,
+    pub cache_hits: u64,
+}
+
+/// Runs windows of a composed model with each trunk run once per distinct frame and patch
+/// (DESIGN.md section 2, "streaming trunks"): the trunk parts run on the rows not seen in the
+/// recent windows, then the fusion part on the window's cells. Gives the whole-window model's
+/// logits (the parts are cut from it; `tests/hybrid.rs`).
+pub struct Streaming {
+    split: Split,
+    video_dim: usize,
+    audio_dim: usize,
+    video_cache: RowCache,
+    audio_cache: RowCache,
+    pub stats: StreamStats,
+}
+
+impl Streaming {
+    /// `video_rows` / `audio_rows`: rows per window (frames and patches), `*_dim` their
+    /// lengths; the caches keep two windows' worth.
+    pub fn from_bytes(
+        bytes: &[u8],
+        name: &str,
+        (video_rows, video_dim): (usize, usize),
+        (audio_rows, audio_dim): (usize, usize),
+    ) -> Result<Self, InferError> {
+        Ok(Streaming {
+            split: Split::from_bytes(bytes, name, video_dim, audio_dim)?,
+            video_dim,
+            audio_dim,
+            video_cache: RowCache {
+                capacity: 2 * video_rows.max(1),
+                entries: Vec::new(),
+            },
+            audio_cache: RowCache {
+                capacity: 2 * audio_rows.max(1),
+                entries: Vec::new(),
+            },
+            stats: StreamStats::default(),
+        })
+    }
+
+    fn cells(
+        part: &Part,
+        cache: &mut RowCache,
+        stats: &mut StreamStats,
+        rows: &[f32],
+        dim: usize,
+    ) -> Result<Vec<f32>, InferError> {
+        let mut out = Vec::new();
+        for row in rows.chunks_exact(dim) {
+            let h = row_hash(row);
+            if let Some(c) = cache.get(h, row) {
+                out.extend_from_slice(c);
+                stats.cache_hits += 1;
+                continue;
+            }
+            let c = part.run_rows(row, 1, dim)?;
+            out.extend_from_slice(&c);
+            cache.put(h, row, c);
+            stats.trunk_runs += 1;
+        }
+        Ok(out)
+    }
+
+    /// One window: `video` `frames x video_dim`, `audio` `patches x audio_dim` values (the
+    /// tokenizer's output); returns (fused, video head, audio head) logits.
+    pub fn run(&mut self, video: &[f32], audio: &[f32]) -> Result<[Vec<f32>; 3], InferError> {
+        if video.len() % self.video_dim != 0 || audio.len() % self.audio_dim != 0 {
+            return Err(InferError::Run(format!(
+                "streaming: expected whole rows of {} (video) and {} (audio) values, got {} and {}",
+                self.video_dim,
+                self.audio_dim,
+                video.len(),
+                audio.len()
+            )));
+        }
+        let v = Self::cells(
+            &self.split.video,
+            &mut self.video_cache,
+            &mut self.stats,
+            video,
+            self.video_dim,
+        )?;
+        let a = Self::cells(
+            &self.split.audio,
+            &mut self.audio_cache,
+            &mut self.stats,
+            audio,
+            self.audio_dim,
+        )?;
+        self.split.fuse(&v, &a)
     }
 }

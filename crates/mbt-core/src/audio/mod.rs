@@ -107,3 +107,44 @@ pub fn check_finite(samples: &[f32]) -> Result<(), TokenizeError> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yamnet_front_end_tokens_are_yamnets_own_patches() {
+        // 2 s of a 440 Hz tone: the tokenizer's patches must be exactly what the YAMNet front
+        // end (checked against the TF graph in tests/yamnet.rs) and its framing give.
+        let cfg = AudioConfig {
+            front_end: AudioFrontEnd::Yamnet,
+            num_frames: 196,
+            patch_hop: 25,
+            ..Default::default()
+        };
+        let samples: Vec<f32> = (0..32_000)
+            .map(|i| 0.3 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 16_000.0).sin())
+            .collect();
+        let tok = AudioTokenizer::new(cfg.clone()).unwrap();
+        let t = tok.tokenize(&samples, 16_000).unwrap();
+        assert_eq!(t.shape(), [5, 96 * 64]);
+        assert_eq!((cfg.token_count(), cfg.token_dim()), (5, 96 * 64));
+        let raw = yamnet::yamnet_logmel(&samples).unwrap();
+        let cropped = spectrogram::pad_or_crop(&raw, 196, cfg.silence());
+        let want = yamnet::yamnet_patches(&cropped, 25).unwrap();
+        assert_eq!(t.data, want.data);
+        // Patch 4 starts at frame 100: one second later, the start of the next window's
+        // patch 0 (what lets a streaming daemon reuse it).
+        assert_eq!(&t.data[4 * 96 * 64..4 * 96 * 64 + 64], raw.row(100));
+        // A Kaldi setting is refused for YAMNet at another rate.
+        let bad = AudioConfig {
+            sample_rate: 22_050,
+            ..cfg
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("audio.sample_rate"));
+    }
+}

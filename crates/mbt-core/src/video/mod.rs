@@ -327,4 +327,36 @@ mod tests {
         assert!(t.row(0).iter().all(|&v| v == -1.0));
         assert!(t.row(49).iter().all(|&v| (v - 1.0).abs() < 1e-6));
     }
+
+    #[test]
+    fn frames_layout_is_channel_first_per_frame() {
+        // A frame already at the model size (no resampling): pixel (x, y) has R = x, G = y,
+        // B = 200; the row must hold the R plane, then G, then B, each row-major, normalised
+        // with (v / 255 - 0.5) / 0.5 (hand computation).
+        let (w, h) = (32, 32);
+        let cfg = VideoConfig {
+            layout: crate::config::VideoLayout::Frames,
+            num_frames: 1,
+            resize_shorter: 32,
+            height: h,
+            width: w,
+            ..Default::default()
+        };
+        let mut d = vec![0u8; w * h * 3];
+        for y in 0..h {
+            for x in 0..w {
+                d[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&[x as u8, y as u8, 200]);
+            }
+        }
+        let tok = VideoTokenizer::new(cfg).unwrap();
+        let t = tok.tokenize_frames(&[Frame::rgb(w, h, &d)]).unwrap();
+        assert_eq!(t.shape(), [1, 3 * w * h]);
+        let norm = |v: f32| (v / 255.0 - 0.5) / 0.5;
+        for (y, x) in [(0, 0), (3, 17), (31, 5)] {
+            let at = |c: usize| t.data[c * w * h + y * w + x];
+            assert!((at(0) - norm(x as f32)).abs() < 1e-5);
+            assert!((at(1) - norm(y as f32)).abs() < 1e-5);
+            assert!((at(2) - norm(200.0)).abs() < 1e-5);
+        }
+    }
 }

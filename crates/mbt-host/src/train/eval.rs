@@ -283,6 +283,25 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         (cfg.labels.clone(), cfg.tokenizer.clone())
     };
     let data = DataSet::open(&args.data, &labels)?;
+    if !is_onnx {
+        // A checkpoint with trunks runs on the cached trunk features (computed on first use).
+        let w = checkpoint_weights(&args.model)?;
+        let cfg = checkpoint_config(&w, args.config.as_deref())?;
+        if cfg.trunks.audio.is_some() || cfg.trunks.video.is_some() {
+            let t0 = std::time::Instant::now();
+            let feats = super::features::load_or_build(
+                &data,
+                &cfg,
+                &args.split,
+                &mbt_model::trunk::default_dir(),
+                args.limit,
+            )?;
+            let model = mbt_model::train::load_model(&cfg, &w)
+                .with_context(|| format!("loading {}", w.display()))?;
+            let ev = evaluate_features(&model, &cfg, &feats, args.crops, args.batch_size)?;
+            return report(&args, &ev, &labels, t0);
+        }
+    }
     let split = data.load(&args.split, &labels, &tok_cfg, args.limit)?;
     let tok = Tokenizer::new(&tok_cfg)?;
     let t0 = std::time::Instant::now();
@@ -331,8 +350,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("loading {}", w.display()))?;
         evaluate_model(&model, &cfg, &tok, &split, args.crops, args.batch_size)?
     };
+    report(&args, &ev, &labels, t0)
+}
+
+/// Prints the evaluation and, with `--out`, writes eval.json and the confusion picture.
+fn report(
+    args: &EvalArgs,
+    ev: &Evaluation,
+    labels: &[String],
+    t0: std::time::Instant,
+) -> anyhow::Result<()> {
     let secs = t0.elapsed().as_secs_f64();
-    print_report(&args.model, &ev, secs);
+    let data = DataSet::open(&args.data, labels)?;
+    let labels = labels.to_vec();
+    print_report(&args.model, ev, secs);
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
         let report = serde_json::json!({
