@@ -356,7 +356,8 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
     let events_task = {
         let stats = stats.clone();
         let labels = meta.labels.clone();
-        let mut tracker = EventTracker::new(&p.events, &meta.labels, &meta.model_version, p.clock);
+        let events = with_model_thresholds(&p.events, &meta.thresholds);
+        let mut tracker = EventTracker::new(&events, &meta.labels, &meta.model_version, p.clock);
         let mut sinks = p.sinks;
         let mut evidence = p.evidence.map(EvidenceWriter::new);
         let metrics = metrics.clone();
@@ -537,5 +538,52 @@ mod tests {
         assert_eq!(report(1, &[("glass", 0.9)]).no_event_hint(), None);
         // Nothing scored (a model that never ran): nothing to say about thresholds.
         assert_eq!(report(0, &[]).no_event_hint(), None);
+    }
+}
+
+/// The model's own per-label thresholds (`mbt.thresholds`, tuned on its validation split) for
+/// every label the user's config gives no threshold of its own; a release above such a
+/// threshold is lowered to it (hysteresis needs release <= threshold).
+pub fn with_model_thresholds(
+    cfg: &crate::config::EventsConfig,
+    model: &std::collections::BTreeMap<String, f32>,
+) -> crate::config::EventsConfig {
+    let mut out = cfg.clone();
+    for (label, &t) in model {
+        let o = out.labels.entry(label.clone()).or_default();
+        if o.threshold.is_none() {
+            o.threshold = Some(t);
+            let release = o.release.unwrap_or(cfg.release);
+            if release > t {
+                o.release = Some(t);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod model_threshold_tests {
+    use super::*;
+
+    #[test]
+    fn model_thresholds_fill_in_where_the_user_set_none() {
+        let mut cfg = crate::config::EventsConfig::default();
+        cfg.labels.insert(
+            "dog".into(),
+            crate::config::LabelOverride {
+                threshold: Some(0.9),
+                ..Default::default()
+            },
+        );
+        let model = [("dog".to_string(), 0.4), ("glass".to_string(), 0.25)]
+            .into_iter()
+            .collect();
+        let e = with_model_thresholds(&cfg, &model);
+        assert_eq!(e.labels["dog"].threshold, Some(0.9));
+        assert_eq!(e.labels["glass"].threshold, Some(0.25));
+        // Default release 0.3 is above 0.25: lowered to the threshold.
+        assert_eq!(e.labels["glass"].release, Some(0.25));
+        assert!(!e.labels.contains_key("cat"));
     }
 }

@@ -36,6 +36,7 @@ pub fn random_model_bytes() -> &'static [u8] {
                 model_version: "edge-random-test".into(),
                 training_data_hash: "none (random init)".into(),
                 int8: None,
+                thresholds: Default::default(),
             },
         )
         .expect("export")

@@ -12,6 +12,7 @@
 //! | `mbt.tokenizer`          | JSON of [`TokenizerConfig`]                              |
 //! | `mbt.model_config`       | the model config (TOML text), for provenance             |
 //! | `mbt.training_data_hash` | hash of the training manifest, or `none` for random init |
+//! | `mbt.thresholds`         | optional: JSON object label -> event threshold, tuned on the validation split |
 //! | `mbt.trunks`             | optional: JSON array of the pretrained trunks composed into the graph (name, file sha256, package, licence) |
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,7 @@ pub const KEY_TOKENIZER: &str = "mbt.tokenizer";
 pub const KEY_MODEL_CONFIG: &str = "mbt.model_config";
 pub const KEY_TRAINING_DATA_HASH: &str = "mbt.training_data_hash";
 pub const KEY_TRUNKS: &str = "mbt.trunks";
+pub const KEY_THRESHOLDS: &str = "mbt.thresholds";
 
 #[derive(Debug, Error, PartialEq)]
 pub enum MetadataError {
@@ -47,6 +49,9 @@ pub struct ModelMetadata {
     /// Provenance of the pretrained trunks inside the graph (JSON array text); empty for a
     /// model without trunks.
     pub trunks: String,
+    /// Event thresholds per label the model was tuned for (on its validation split); the
+    /// daemon uses them where the user's config sets no threshold for the label.
+    pub thresholds: std::collections::BTreeMap<String, f32>,
 }
 
 impl ModelMetadata {
@@ -65,6 +70,9 @@ impl ModelMetadata {
         ];
         if !self.trunks.is_empty() {
             props.push((KEY_TRUNKS.into(), self.trunks.clone()));
+        }
+        if !self.thresholds.is_empty() {
+            props.push((KEY_THRESHOLDS.into(), to_json(&self.thresholds)));
         }
         props
     }
@@ -112,6 +120,24 @@ impl ModelMetadata {
         tokenizer
             .validate()
             .map_err(|e| invalid(KEY_TOKENIZER, e.to_string()))?;
+        let thresholds: std::collections::BTreeMap<String, f32> = match get(KEY_THRESHOLDS) {
+            Ok(text) => serde_json::from_str(text).map_err(|e| {
+                invalid(
+                    KEY_THRESHOLDS,
+                    format!("expected a JSON object of label -> number: {e}"),
+                )
+            })?,
+            Err(_) => Default::default(),
+        };
+        if let Some((l, t)) = thresholds
+            .iter()
+            .find(|(l, t)| !(labels.contains(l) && **t > 0.0 && **t <= 1.0))
+        {
+            return Err(invalid(
+                KEY_THRESHOLDS,
+                format!("`{l}` = {t}: expected one of the model's labels and 0 < threshold <= 1"),
+            ));
+        }
         Ok(ModelMetadata {
             model_version: get(KEY_MODEL_VERSION)?.to_string(),
             labels,
@@ -119,6 +145,7 @@ impl ModelMetadata {
             model_config: get(KEY_MODEL_CONFIG)?.to_string(),
             training_data_hash: get(KEY_TRAINING_DATA_HASH)?.to_string(),
             trunks: get(KEY_TRUNKS).unwrap_or_default().to_string(),
+            thresholds,
         })
     }
 }
@@ -140,6 +167,7 @@ mod tests {
             model_config: "width = 192\n".into(),
             training_data_hash: "none".into(),
             trunks: String::new(),
+            thresholds: Default::default(),
         }
     }
 

@@ -157,6 +157,7 @@ fn video_tokens_equal_pillow_numpy_reference() {
         std: [0.229, 0.224, 0.225],
         patch_size: 16,
         tubelet: 2,
+        layout: mbt_core::VideoLayout::Patches,
     };
     let ours = VideoTokenizer::new(cfg)
         .unwrap()

@@ -369,6 +369,7 @@ fn valid_video() -> impl Strategy<Value = (VideoConfig, usize, usize)> {
                 std: [std, std * 2.0, std + 0.5],
                 patch_size: p,
                 tubelet: t,
+                layout: mbt_core::VideoLayout::Patches,
             };
             (cfg, k * a * b, t * p * p * 3)
         })
@@ -419,6 +420,8 @@ fn valid_audio() -> impl Strategy<Value = (AudioConfig, usize, usize)> {
                     num_frames: pt * k,
                     patch_time: pt,
                     patch_freq: pf,
+                    front_end: mbt_core::AudioFrontEnd::Kaldi,
+                    patch_hop: 48,
                 };
                 (cfg, k * (num_mel_bins / pf), pt * pf)
             },

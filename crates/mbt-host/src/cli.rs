@@ -220,6 +220,11 @@ pub struct ExportArgs {
     /// model (sha256-pinned; default: the checkout's models/trunks)
     #[arg(long)]
     pub trunks: Option<PathBuf>,
+    /// Event thresholds per label to write into the model (`mbt.thresholds`): an `mbt eval
+    /// --out` eval.json of the validation split (its F1-best thresholds) or a JSON object
+    /// label -> threshold
+    #[arg(long, value_name = "FILE")]
+    pub thresholds: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -68,10 +68,42 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
             )
         }
     };
+    let thresholds = match &args.thresholds {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", p.display()))?;
+            let t = v
+                .pointer("/evaluation/thresholds")
+                .or_else(|| v.get("thresholds"))
+                .cloned()
+                .unwrap_or(v);
+            let t: std::collections::BTreeMap<String, f32> = serde_json::from_value(t)
+                .with_context(|| {
+                    format!(
+                        "{}: expected an `mbt eval --out` eval.json or an object label -> threshold",
+                        p.display()
+                    )
+                })?;
+            if let Some((l, x)) = t
+                .iter()
+                .find(|(l, x)| !(cfg.labels.contains(l) && **x > 0.0 && **x <= 1.0))
+            {
+                bail!(
+                    "{}: threshold `{l}` = {x}: expected one of the model's labels and 0 < threshold <= 1",
+                    p.display()
+                );
+            }
+            t
+        }
+        None => Default::default(),
+    };
     let opts = ExportOptions {
         model_version: args.model_version.clone(),
         training_data_hash: data_hash,
         int8,
+        thresholds,
     };
     let mut bytes = write_onnx(&model, &cfg, &opts)?;
     if cfg.trunks.audio.is_some() || cfg.trunks.video.is_some() {

@@ -55,6 +55,7 @@ fn composed_file_parts_and_burn_agree() {
             model_version: "hybrid-test".into(),
             training_data_hash: "none".into(),
             int8: None,
+            thresholds: Default::default(),
         },
     )
     .unwrap();
@@ -219,6 +220,7 @@ fn a_model_naming_an_unknown_front_end_or_trunk_is_refused() {
         model_config: String::new(),
         training_data_hash: "none".into(),
         trunks: String::new(),
+        thresholds: Default::default(),
     };
     let mut props = meta.to_props();
     for (k, v) in props.iter_mut() {

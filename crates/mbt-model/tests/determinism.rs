@@ -17,6 +17,7 @@ fn same_seed_same_file() {
         model_version: "det".into(),
         training_data_hash: "none".into(),
         int8: None,
+        thresholds: Default::default(),
     };
     let bytes = |seed| {
         let device = Device::flex();

@@ -72,6 +72,7 @@ fn check(cfg: ModelConfig) {
             model_version: "parity-test".into(),
             training_data_hash: "none".into(),
             int8: None,
+            thresholds: Default::default(),
         },
     )
     .unwrap();
@@ -161,6 +162,7 @@ fn int8_logits_stay_close_to_fp32() {
             model_version: "q".into(),
             training_data_hash: "none".into(),
             int8,
+            thresholds: Default::default(),
         };
         let bytes = export(&model, &cfg, &opts).unwrap();
         mbt_infer::Model::from_bytes(&bytes, "q.onnx", "cpu")
@@ -220,6 +222,7 @@ fn exports_hold_no_unused_initializers() {
             model_version: "u".into(),
             training_data_hash: "none".into(),
             int8,
+            thresholds: Default::default(),
         };
         let bytes = export(&model, &cfg, &opts).unwrap();
         let proto = tract_onnx::pb::ModelProto::decode(&bytes[..]).unwrap();

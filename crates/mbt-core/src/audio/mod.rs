@@ -64,7 +64,7 @@ impl AudioTokenizer {
     /// [`AudioTokenizer::spectrogram`] from a raw log-mel already computed by
     /// [`AudioTokenizer::log_mel`].
     pub fn spectrogram_of(&self, raw: &LogMel) -> LogMel {
-        let fixed = spectrogram::pad_or_crop(&raw, self.cfg.num_frames, self.cfg.silence());
+        let fixed = spectrogram::pad_or_crop(raw, self.cfg.num_frames, self.cfg.silence());
         if self.yamnet.is_some() {
             // YAMNet was trained on its raw log-mel: no normalisation.
             return fixed;

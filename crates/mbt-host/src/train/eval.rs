@@ -30,6 +30,57 @@ pub struct Evaluation {
     /// e.g. int8 against fp32).
     pub ids: Vec<String>,
     pub predictions: Vec<usize>,
+    /// Per label but `none`: the event threshold on the fused softmax score that maximises
+    /// that label's F1 on this split (grid 0.05-0.95 in steps of 0.05; the higher on a tie).
+    /// Computed on the validation split, `mbt export --thresholds` writes them into the model.
+    pub thresholds: std::collections::BTreeMap<String, f32>,
+}
+
+/// See [`Evaluation::thresholds`].
+fn f1_thresholds(
+    logits: &[f32],
+    y: &[usize],
+    labels: &[String],
+) -> std::collections::BTreeMap<String, f32> {
+    let classes = labels.len();
+    let probs: Vec<Vec<f32>> = logits
+        .chunks(classes)
+        .map(|r| {
+            let m = r.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f32> = r.iter().map(|v| (v - m).exp()).collect();
+            let s: f32 = e.iter().sum();
+            e.iter().map(|v| v / s).collect()
+        })
+        .collect();
+    let mut out = std::collections::BTreeMap::new();
+    for (c, label) in labels.iter().enumerate() {
+        if label == "none" {
+            continue;
+        }
+        let mut best = (-1.0f64, 0.5f32);
+        for k in 1..=19 {
+            let t = k as f32 * 0.05;
+            let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+            for (p, &yy) in probs.iter().zip(y) {
+                match (p[c] >= t, yy == c) {
+                    (true, true) => tp += 1,
+                    (true, false) => fp += 1,
+                    (false, true) => fn_ += 1,
+                    _ => {}
+                }
+            }
+            let f1 = if tp == 0 {
+                0.0
+            } else {
+                2.0 * tp as f64 / (2 * tp + fp + fn_) as f64
+            };
+            if f1 >= best.0 {
+                best = (f1, t);
+            }
+        }
+        out.insert(label.clone(), (best.1 * 100.0).round() / 100.0);
+    }
+    out
 }
 
 /// Runs `predict_batch` over `split` once per crop, averages logits over crops, scores them.
@@ -110,7 +161,9 @@ pub fn score(
                 .0
         })
         .collect();
+    let thresholds = f1_thresholds(&sums[0], y, labels);
     Evaluation {
+        thresholds,
         ids,
         predictions,
         split: split.to_string(),

@@ -64,6 +64,8 @@ pub struct ExportOptions {
     pub model_version: String,
     pub training_data_hash: String,
     pub int8: Option<Int8>,
+    /// Event thresholds per label (`mbt.thresholds`; empty: none written).
+    pub thresholds: std::collections::BTreeMap<String, f32>,
 }
 
 /// Symmetric per-tensor int8: `q = round(w / s)`, `s = max|w| / levels`.
@@ -461,6 +463,7 @@ pub fn export(
         model_config: toml::to_string(cfg).unwrap_or_default(),
         training_data_hash: opts.training_data_hash.clone(),
         trunks: String::new(),
+        thresholds: opts.thresholds.clone(),
     };
     let proto = ModelProto {
         ir_version: 8,
