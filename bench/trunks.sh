@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The hybrid model (pretrained trunks + MBT fusion) on tract and on ONNX Runtime, side by side in
+# one script on one machine: a 2 s window (8 frames of 112 x 112, 5 YAMNet patches), batch 1,
+# tract with a symbolic batch and with the batch fixed before optimisation, ONNX Runtime with
+# one and two intra-op threads; then mbtd replaying the demo clip with the streamed trunks
+# (compute time per window, peak RSS).
+#
+#   bench/trunks.sh [MODEL.onnx]      (default: models/edge.onnx)
+#
+# Needs release builds of mbt and mbtd and the ONNX Runtime library
+# (scripts/fetch-onnxruntime.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+model=${1:-models/edge.onnx}
+cargo build --release --locked -p mbt-host --bin mbt >&2
+cargo build --release --locked --bin mbtd >&2
+mbt="$CARGO_TARGET_DIR/release/mbt"
+mbtd="$CARGO_TARGET_DIR/release/mbtd"
+lib="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+"$mbt" model stats --config configs/edge.toml
+"$mbt" bench infer --model "$model" --runs 10
+"$mbt" bench infer --model "$model" --runs 20 --fixed-batch
+"$mbt" bench infer --model "$model" --runs 20 --backend ort --ort-lib "$lib" --ort-threads 1
+"$mbt" bench infer --model "$model" --runs 20 --backend ort --ort-lib "$lib" --ort-threads 2
+# The daemon: streamed trunks on tract, the demo clip as fast as it goes.
+/usr/bin/time -v "$mbtd" --set model.path="$model" --set audio.source=replay \
+  --set video.source=replay --set replay.clip=models/demo --set sink.stdout=false 2>&1 |
+  grep -E '"compute_p50_us"|Maximum resident' | sed -E 's/.*("backend":"[^"]*").*("compute_p50_us":[0-9]+,"compute_p99_us":[0-9]+).*/\1 \2/'
