@@ -311,6 +311,7 @@ pub fn hex(bytes: &[u8]) -> String {
 pub struct Tokenizer {
     pub cfg: TokenizerConfig,
     video: VideoTokenizer,
+    audio: AudioTokenizer,
 }
 
 impl Tokenizer {
@@ -318,18 +319,28 @@ impl Tokenizer {
         Ok(Tokenizer {
             cfg: cfg.clone(),
             video: VideoTokenizer::new(cfg.video.clone())?,
+            audio: AudioTokenizer::new(cfg.audio.clone())?,
         })
     }
 
-    /// Audio tokens `[tokens, patch]` of a clip, after the plan's shift and masks.
+    /// Audio tokens `[tokens, patch]` of a clip, after the plan's shift and masks (Kaldi
+    /// patches, normalised; or YAMNet patches, which are not normalised).
     pub fn audio(&self, clip: &Clip, plan: &AugmentPlan) -> anyhow::Result<Vec<f32>> {
         let a = &self.cfg.audio;
-        let floor = (a.log_floor as f32).ln();
+        let floor = a.silence();
         let shifted = augment::shift(&clip.log_mel, plan.time_shift, floor);
         let mut fixed = spectrogram::pad_or_crop(&shifted, a.num_frames, floor);
-        augment::spec_masks(&mut fixed, &plan.time_masks, &plan.freq_masks, a.norm_mean);
-        let norm = spectrogram::normalize(fixed, a.norm_mean, a.norm_std);
-        let t = spectrogram::patches(&norm, a.patch_time, a.patch_freq)
+        let kaldi = a.front_end == mbt_core::AudioFrontEnd::Kaldi;
+        let mask_value = if kaldi { a.norm_mean } else { floor };
+        augment::spec_masks(&mut fixed, &plan.time_masks, &plan.freq_masks, mask_value);
+        let spec = if kaldi {
+            spectrogram::normalize(fixed, a.norm_mean, a.norm_std)
+        } else {
+            fixed
+        };
+        let t = self
+            .audio
+            .patches(&spec)
             .with_context(|| format!("clip {}", clip.id))?;
         Ok(t.data)
     }

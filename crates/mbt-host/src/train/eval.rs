@@ -94,7 +94,13 @@ fn collect(
 ) -> anyhow::Result<Evaluation> {
     let classes = labels.len();
     let mut sums: Vec<Vec<f32>> = Vec::new();
-    let max_shift = tok.cfg.audio.num_frames / 26; // ~8 frames (80 ms) for a 208-frame window
+    // ~8 frames (80 ms) for a 208-frame window. None with the YAMNet front end: a model with
+    // trunks is evaluated on cached features of the unshifted patches, and its export must
+    // see the same crops (crops then differ by frame phase only).
+    let max_shift = match tok.cfg.audio.front_end {
+        mbt_core::AudioFrontEnd::Kaldi => tok.cfg.audio.num_frames / 26,
+        mbt_core::AudioFrontEnd::Yamnet => 0,
+    };
     for k in 0..crops {
         let plan = AugmentPlan::eval_crop(k, crops, max_shift);
         let mut outs: Vec<Vec<f32>> = Vec::new();
