@@ -26,5 +26,5 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(n
 "$mbt" bench infer --model "$model" --runs 20 --backend ort --ort-lib "$lib" --ort-threads 2
 # The daemon: streamed trunks on tract, the demo clip as fast as it goes.
 /usr/bin/time -v "$mbtd" --set model.path="$model" --set audio.source=replay \
-  --set video.source=replay --set replay.clip=models/demo --set sink.stdout=false 2>&1 |
-  grep -E '"compute_p50_us"|Maximum resident' | sed -E 's/.*("backend":"[^"]*").*("compute_p50_us":[0-9]+,"compute_p99_us":[0-9]+).*/\1 \2/'
+  --set video.source=replay --set replay.clip=models/demo --set evidence.enabled=false 2>&1 >/dev/null |
+  grep -oE '"backend":"[^"]*"|"compute_p50_us":[0-9]+|"compute_p99_us":[0-9]+|Maximum resident set size \(kbytes\): [0-9]+'
