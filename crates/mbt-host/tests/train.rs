@@ -476,3 +476,128 @@ fn bad_data_and_configs_are_errors_naming_the_item() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("config.toml"), "{}", stderr(&o));
 }
+
+/// A tiny fusion part over the real pretrained trunks (configs/edge.toml's trunk settings).
+const TINY_HYBRID: &str = r#"
+width = 16
+layers = 2
+heads = 2
+mlp_ratio = 2
+fusion = "bottleneck"
+fusion_layer = 1
+bottlenecks = 2
+labels = ["dog_barking", "glass_breaking", "person_speaking", "door_slammed", "door_closed_softly", "none"]
+
+[trunks]
+audio = "yamnet"
+video = "efficientnet-lite0"
+video_pool = 2
+
+[tokenizer.audio]
+front_end = "yamnet"
+num_frames = 196
+patch_hop = 25
+
+[tokenizer.video]
+layout = "frames"
+num_frames = 8
+
+[train]
+epochs = 2
+batch_size = 6
+optimizer = "adam_w"
+lr = 0.001
+warmup_epochs = 0.5
+threads = 1
+"#;
+
+#[test]
+fn a_model_with_trunks_trains_on_cached_features_and_its_export_scores_like_it() {
+    let root = tmp("train-hybrid");
+    std::fs::create_dir_all(&root).unwrap();
+    let cfg = root.join("hybrid.toml");
+    std::fs::write(&cfg, TINY_HYBRID).unwrap();
+    let ave = data().join("ave");
+    let run_in = |out: &Path| {
+        mbt(&[
+            "train",
+            "--config",
+            arg(&cfg),
+            "--data",
+            arg(&ave),
+            "--out",
+            arg(out),
+        ])
+    };
+    let run = root.join("run");
+    let o = run_in(&run);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The trunks ran once per clip, into the data set's feature cache; a second run reads it.
+    let rj: Value = serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let cache = PathBuf::from(rj["feature_cache"].as_str().unwrap());
+    assert!(cache.join("train.f16").is_file() && cache.join("val.json").is_file());
+    let o = run_in(&root.join("run2"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("features: train from"),
+        "{}",
+        stderr(&o)
+    );
+    // Same data, same seed, same cached features: the same validation curve.
+    assert_eq!(val_lines(&run), val_lines(&root.join("run2")));
+
+    // The composed export (trunks + fusion part, one file) on ONNX Runtime against the
+    // checkpoint on burn over the cached f16 features: the same predictions, but for at most
+    // one clip whose top two logits are closer than the f16 rounding of the features.
+    let onnx = root.join("m.onnx");
+    let o = mbt(&[
+        "export",
+        "--config",
+        arg(&run.join("config.toml")),
+        "--checkpoint",
+        arg(&run),
+        "--out",
+        arg(&onnx),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = eval_json(&run, &root.join("eval-ckpt"), &[]);
+    let lib = onnxruntime_library();
+    let b = eval_json(
+        &onnx,
+        &root.join("eval-ort"),
+        &["--backend", "ort", "--ort-lib", &lib],
+    );
+    let (pa, pb) = (
+        a["evaluation"]["predictions"].as_array().unwrap(),
+        b["evaluation"]["predictions"].as_array().unwrap(),
+    );
+    assert_eq!(pa.len(), 12);
+    let same = pa.iter().zip(pb).filter(|(x, y)| x == y).count();
+    assert!(same >= 11, "checkpoint {pa:?} vs export {pb:?}");
+    // The export names its trunks.
+    let bytes = std::fs::read(&onnx).unwrap();
+    for t in ["mbt.trunks", "yamnet", "efficientnet-lite0", "Apache-2.0"] {
+        assert!(
+            bytes.windows(t.len()).any(|w| w == t.as_bytes()),
+            "{t} missing"
+        );
+    }
+    // A trunk directory without the pinned files is refused, naming the file.
+    let o = mbt(&[
+        "export",
+        "--config",
+        arg(&run.join("config.toml")),
+        "--checkpoint",
+        arg(&run),
+        "--trunks",
+        arg(&root),
+        "--out",
+        arg(&root.join("bad.onnx")),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("efficientnet-lite0.onnx"),
+        "{}",
+        stderr(&o)
+    );
+}

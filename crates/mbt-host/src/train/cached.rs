@@ -13,14 +13,13 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use burn::module::Module;
 use mbt_model::train::{StreamTargets, TrainConfig, Trainer};
 use mbt_model::ModelConfig;
 
 use super::dataset::DataSet;
 use super::features::load_or_build;
 use super::{
-    argmax, atomic_write, eval, interrupt_flag, mixup, permutation, plot, progress_bar,
+    argmax, atomic_write, end_epoch, eval, interrupt_flag, mixup, permutation, progress_bar,
     save_checkpoint, smooth, step_seed, write_run_config, Interrupted, LogLine, RunState,
     TrainArgs,
 };
@@ -164,49 +163,20 @@ pub fn run(
                 return Ok(());
             }
         }
-        let model = trainer.model();
-        let ev = eval::evaluate_features(&model, model_cfg, &val, 1, bs)?;
-        let m = &ev.fused;
-        let line = LogLine {
-            kind: "val".into(),
-            epoch: state.epoch,
-            step: state.step,
-            lr: train_cfg.lr_at(state.step.saturating_sub(1), warmup, total),
-            loss: ev.loss,
-            top1: m.top1,
-            top1_video: Some(ev.streams[0].top1),
-            top1_audio: Some(ev.streams[1].top1),
-            seconds: start_seconds + session.elapsed().as_secs_f64(),
-        };
-        writeln!(log, "{}", serde_json::to_string(&line)?)?;
-        let msg = format!(
-            "epoch {:>3}/{}: val top-1 fused {:.2}%  video {:.2}%  audio {:.2}%  loss {:.3}",
-            state.epoch + 1,
+        let ev = eval::evaluate_features(&trainer.model(), model_cfg, &val, 1, bs)?;
+        let lr = train_cfg.lr_at(state.step.saturating_sub(1), warmup, total);
+        let seconds = start_seconds + session.elapsed().as_secs_f64();
+        end_epoch(
+            run,
+            &mut log,
+            &bar,
+            &trainer,
+            &mut state,
+            &ev,
+            lr,
             train_cfg.epochs,
-            m.top1,
-            ev.streams[0].top1,
-            ev.streams[1].top1,
-            ev.loss
-        );
-        if bar.is_hidden() {
-            eprintln!("{msg}");
-        } else {
-            bar.println(msg);
-        }
-        state.epoch += 1;
-        state.batch = 0;
-        state.seconds = start_seconds + session.elapsed().as_secs_f64();
-        if m.top1 > state.best_val_top1 {
-            state.best_val_top1 = m.top1;
-            model
-                .clone()
-                .save_file(run.join("best.bpk"))
-                .with_context(|| format!("cannot write {}", run.join("best.bpk").display()))?;
-        }
-        save_checkpoint(run, &trainer, &state)?;
-        if let Err(e) = plot::curves(run) {
-            eprintln!("mbt train: warning: no plots: {e:#}");
-        }
+            seconds,
+        )?;
     }
     bar.finish_and_clear();
     eprintln!(

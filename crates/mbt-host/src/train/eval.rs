@@ -108,27 +108,36 @@ fn collect(
             let clips: Vec<_> = chunk.iter().collect();
             let plans = vec![plan.clone(); clips.len()];
             let batch = make_batch(tok, &clips, &plans, classes, false)?;
-            let p = predict_batch(&batch)?;
-            let all = std::iter::once(p.fused).chain(p.streams);
-            if outs.is_empty() {
-                outs = all.collect();
-            } else {
-                for (o, v) in outs.iter_mut().zip(all) {
-                    o.extend(v);
-                }
-            }
+            append(&mut outs, predict_batch(&batch)?);
         }
-        if sums.is_empty() {
-            sums = outs;
-        } else {
-            for (s, o) in sums.iter_mut().zip(outs) {
-                s.iter_mut().zip(o).for_each(|(a, b)| *a += b);
-            }
-        }
+        add_crop(&mut sums, outs);
     }
     let y: Vec<usize> = split.clips.iter().map(|c| c.label).collect();
     let ids = split.clips.iter().map(|c| c.id.clone()).collect();
     Ok(score(sums, &y, ids, labels, &split.name, crops))
+}
+
+/// Appends a batch's logits (fused, then each stream's) to one crop's outputs.
+fn append(outs: &mut Vec<Vec<f32>>, p: Predictions) {
+    let all = std::iter::once(p.fused).chain(p.streams);
+    if outs.is_empty() {
+        *outs = all.collect();
+    } else {
+        for (o, v) in outs.iter_mut().zip(all) {
+            o.extend(v);
+        }
+    }
+}
+
+/// Adds one crop's outputs to the running sums over crops.
+fn add_crop(sums: &mut Vec<Vec<f32>>, outs: Vec<Vec<f32>>) {
+    if sums.is_empty() {
+        *sums = outs;
+    } else {
+        for (s, o) in sums.iter_mut().zip(outs) {
+            s.iter_mut().zip(o).for_each(|(a, b)| *a += b);
+        }
+    }
 }
 
 /// Metrics from per-crop logit sums (fused first, then each stream's), `crops` crops.
@@ -199,23 +208,9 @@ pub fn evaluate_features(
         let idx: Vec<usize> = (0..n).collect();
         for chunk in idx.chunks(batch_size.max(1)) {
             let b = split.batch(cfg, chunk, &vec![k; chunk.len()], false)?;
-            let p = predict(model, cfg, &b);
-            let all = std::iter::once(p.fused).chain(p.streams);
-            if outs.is_empty() {
-                outs = all.collect();
-            } else {
-                for (o, v) in outs.iter_mut().zip(all) {
-                    o.extend(v);
-                }
-            }
+            append(&mut outs, predict(model, cfg, &b));
         }
-        if sums.is_empty() {
-            sums = outs;
-        } else {
-            for (s, o) in sums.iter_mut().zip(outs) {
-                s.iter_mut().zip(o).for_each(|(a, b)| *a += b);
-            }
-        }
+        add_crop(&mut sums, outs);
     }
     Ok(score(
         sums,

@@ -573,49 +573,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         // End of epoch: validate, log, checkpoint, keep the best weights, redraw the plots.
         let model = trainer.model();
         let ev = eval::evaluate_model(&model, &model_cfg, &tok, &val, 1, bs)?;
-        let m = &ev.fused;
-        let line = LogLine {
-            kind: "val".into(),
-            epoch: state.epoch,
-            step: state.step,
-            lr: train_cfg.lr_at(state.step.saturating_sub(1), warmup, total),
-            loss: ev.loss,
-            top1: m.top1,
-            top1_video: Some(ev.streams[0].top1),
-            top1_audio: Some(ev.streams[1].top1),
-            seconds: start_seconds + session.elapsed().as_secs_f64(),
-        };
-        writeln!(log, "{}", serde_json::to_string(&line)?)?;
-        let say = |msg: String| {
-            if bar.is_hidden() {
-                eprintln!("{msg}");
-            } else {
-                bar.println(msg);
-            }
-        };
-        say(format!(
-            "epoch {:>3}/{}: val top-1 fused {:.2}%  video {:.2}%  audio {:.2}%  loss {:.3}",
-            state.epoch + 1,
+        let lr = train_cfg.lr_at(state.step.saturating_sub(1), warmup, total);
+        let seconds = start_seconds + session.elapsed().as_secs_f64();
+        end_epoch(
+            &run,
+            &mut log,
+            &bar,
+            &trainer,
+            &mut state,
+            &ev,
+            lr,
             train_cfg.epochs,
-            m.top1,
-            ev.streams[0].top1,
-            ev.streams[1].top1,
-            ev.loss
-        ));
-        state.epoch += 1;
-        state.batch = 0;
-        state.seconds = start_seconds + session.elapsed().as_secs_f64();
-        if m.top1 > state.best_val_top1 {
-            state.best_val_top1 = m.top1;
-            model
-                .clone()
-                .save_file(run.join("best.bpk"))
-                .with_context(|| format!("cannot write {}", run.join("best.bpk").display()))?;
-        }
-        save_checkpoint(&run, &trainer, &state)?;
-        if let Err(e) = plot::curves(&run) {
-            say(format!("mbt train: warning: no plots: {e:#}"));
-        }
+            seconds,
+        )?;
     }
     bar.finish_and_clear();
     eprintln!(
@@ -646,6 +616,66 @@ fn check_shapes(tok: &Tokenizer, cfg: &ModelConfig, split: &Split) -> anyhow::Re
                 spec.patch_dim
             );
         }
+    }
+    Ok(())
+}
+
+/// The end of an epoch, after validation: the `val` log line and the summary line, the best
+/// weights kept (`best.bpk`), the checkpoint written, the plots redrawn. Shared by the
+/// from-scratch loop and the loop on cached trunk features (`cached.rs`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn end_epoch(
+    run: &Path,
+    log: &mut std::fs::File,
+    bar: &indicatif::ProgressBar,
+    trainer: &Trainer,
+    state: &mut RunState,
+    ev: &eval::Evaluation,
+    lr: f64,
+    epochs: usize,
+    seconds: f64,
+) -> anyhow::Result<()> {
+    let m = &ev.fused;
+    let line = LogLine {
+        kind: "val".into(),
+        epoch: state.epoch,
+        step: state.step,
+        lr,
+        loss: ev.loss,
+        top1: m.top1,
+        top1_video: Some(ev.streams[0].top1),
+        top1_audio: Some(ev.streams[1].top1),
+        seconds,
+    };
+    writeln!(log, "{}", serde_json::to_string(&line)?)?;
+    let say = |msg: String| {
+        if bar.is_hidden() {
+            eprintln!("{msg}");
+        } else {
+            bar.println(msg);
+        }
+    };
+    say(format!(
+        "epoch {:>3}/{epochs}: val top-1 fused {:.2}%  video {:.2}%  audio {:.2}%  loss {:.3}",
+        state.epoch + 1,
+        m.top1,
+        ev.streams[0].top1,
+        ev.streams[1].top1,
+        ev.loss
+    ));
+    state.epoch += 1;
+    state.batch = 0;
+    state.seconds = seconds;
+    if m.top1 > state.best_val_top1 {
+        state.best_val_top1 = m.top1;
+        trainer
+            .model()
+            .save_file(run.join("best.bpk"))
+            .with_context(|| format!("cannot write {}", run.join("best.bpk").display()))?;
+    }
+    save_checkpoint(run, trainer, state)?;
+    if let Err(e) = plot::curves(run) {
+        say(format!("mbt train: warning: no plots: {e:#}"));
     }
     Ok(())
 }
