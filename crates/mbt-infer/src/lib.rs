@@ -210,6 +210,14 @@ pub fn read_metadata(bytes: &[u8], name: &str) -> Result<ModelMetadata, InferErr
             path: name.into(),
             reason: format!("{e:#}"),
         })?;
+    metadata_of(&proto, name)
+}
+
+/// Parses a loaded file's `metadata_props`; errors name the file.
+fn metadata_of(
+    proto: &tract_onnx::pb::ModelProto,
+    name: &str,
+) -> Result<ModelMetadata, InferError> {
     ModelMetadata::from_props(
         proto
             .metadata_props
@@ -242,16 +250,7 @@ pub(crate) fn check(bytes: &[u8], name: &str) -> Result<Checked, InferError> {
     let proto = onnx
         .proto_model_for_read(&mut &bytes[..])
         .map_err(not_onnx)?;
-    let metadata = ModelMetadata::from_props(
-        proto
-            .metadata_props
-            .iter()
-            .map(|p| (p.key.as_str(), p.value.as_str())),
-    )
-    .map_err(|source| InferError::Metadata {
-        path: name.into(),
-        source,
-    })?;
+    let metadata = metadata_of(&proto, name)?;
     let tok = &metadata.tokenizer;
     let video_shape = (tok.video.token_count(), tok.video.token_dim());
     let audio_shape = (tok.audio.token_count(), tok.audio.token_dim());

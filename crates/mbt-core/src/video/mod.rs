@@ -97,16 +97,21 @@ impl VideoTokenizer {
         &self.cfg
     }
 
-    /// Resize (shorter side), centre-crop and normalise every frame.
-    pub fn preprocess(&self, frames: &[Frame]) -> Result<Vec<Image>, TokenizeError> {
-        check_frames(frames)?;
-        let plan = resize::ResizeCrop::plan(
-            frames[0].width,
-            frames[0].height,
+    /// The resize + centre-crop plan for frames of `like`'s size.
+    fn plan(&self, like: &Frame) -> resize::ResizeCrop {
+        resize::ResizeCrop::plan(
+            like.width,
+            like.height,
             self.cfg.resize_shorter,
             self.cfg.width,
             self.cfg.height,
-        );
+        )
+    }
+
+    /// Resize (shorter side), centre-crop and normalise every frame.
+    pub fn preprocess(&self, frames: &[Frame]) -> Result<Vec<Image>, TokenizeError> {
+        check_frames(frames)?;
+        let plan = self.plan(&frames[0]);
         Ok(frames
             .iter()
             .map(|f| {
@@ -134,13 +139,7 @@ impl VideoTokenizer {
         // Fused: each resized row is normalised straight into its place in the token matrix
         // (no per-frame image buffers; this path runs on every window in the daemon).
         let cfg = &self.cfg;
-        let plan = resize::ResizeCrop::plan(
-            frames[0].width,
-            frames[0].height,
-            cfg.resize_shorter,
-            cfg.width,
-            cfg.height,
-        );
+        let plan = self.plan(&frames[0]);
         let (w, h) = plan.out_size();
         let layout = patches::PatchLayout::new(frames.len(), w, h, cfg.patch_size, cfg.tubelet)?;
         let (count, dim) = (layout.count(frames.len()), layout.dim());
@@ -170,13 +169,7 @@ impl VideoTokenizer {
     /// row `[3, height, width]` (what a convolutional trunk's NCHW input holds per frame).
     fn frames_chw(&self, frames: &[Frame]) -> Tokens {
         let cfg = &self.cfg;
-        let plan = resize::ResizeCrop::plan(
-            frames[0].width,
-            frames[0].height,
-            cfg.resize_shorter,
-            cfg.width,
-            cfg.height,
-        );
+        let plan = self.plan(&frames[0]);
         let (w, h) = plan.out_size();
         let dim = 3 * w * h;
         let inv = [1.0 / cfg.std[0], 1.0 / cfg.std[1], 1.0 / cfg.std[2]];

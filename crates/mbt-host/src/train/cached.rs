@@ -8,7 +8,6 @@
 //! pixel- and spectrogram-level augmentations would need the trunks rerun per epoch and are not
 //! applied (`train.fresh_renders` is refused here for the same reason).
 
-use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -19,8 +18,8 @@ use mbt_model::ModelConfig;
 use super::dataset::DataSet;
 use super::features::load_or_build;
 use super::{
-    argmax, atomic_write, end_epoch, eval, interrupt_flag, mixup, permutation, progress_bar,
-    save_checkpoint, smooth, step_seed, write_run_config, Interrupted, LogLine, RunState,
+    argmax, atomic_write, end_epoch, eval, interrupt_flag, log_interval, mixup, permutation,
+    progress_bar, save_checkpoint, smooth, step_seed, write_run_config, Interrupted, RunState,
     TrainArgs,
 };
 use crate::data::rng::Rng;
@@ -118,32 +117,19 @@ pub fn run(
             state.batch += 1;
             bar.set_position(state.step as u64);
             if state.step % 25 == 0 || state.batch == per_epoch {
-                let line = LogLine {
-                    kind: "train".into(),
-                    epoch: state.epoch,
-                    step: state.step,
+                let done = (state.step - steps_at_start).max(1);
+                log_interval(
+                    &mut log,
+                    &bar,
+                    &state,
                     lr,
-                    loss: run_loss / run_steps as f64,
-                    top1: 100.0 * run_correct as f64 / run_n as f64,
-                    top1_video: None,
-                    top1_audio: None,
-                    seconds: start_seconds + session.elapsed().as_secs_f64(),
-                };
-                writeln!(log, "{}", serde_json::to_string(&line)?)?;
-                if bar.is_hidden() {
-                    let done = state.step - steps_at_start;
-                    let rate = session.elapsed().as_secs_f64() / done as f64;
-                    eprintln!(
-                        "step {}/{total} epoch {}/{} lr {lr:.2e} loss {:.4} top-1 {:.1}% ({:.3} s/step, ETA {:.1} min)",
-                        state.step,
-                        state.epoch + 1,
-                        train_cfg.epochs,
-                        line.loss,
-                        line.top1,
-                        rate,
-                        rate * (total - state.step) as f64 / 60.0
-                    );
-                }
+                    run_loss / run_steps as f64,
+                    100.0 * run_correct as f64 / run_n as f64,
+                    start_seconds + session.elapsed().as_secs_f64(),
+                    train_cfg.epochs,
+                    total,
+                    session.elapsed().as_secs_f64() / done as f64,
+                )?;
                 (run_loss, run_correct, run_n, run_steps) = (0.0, 0, 0, 0);
             }
             let interrupted = stop.load(Ordering::Relaxed);

@@ -520,33 +520,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 100.0 * run_correct as f64 / run_n as f64
             ));
             if state.step % 25 == 0 || state.batch == per_epoch {
-                let line = LogLine {
-                    kind: "train".into(),
-                    epoch: state.epoch,
-                    step: state.step,
+                let done = (state.step - steps_at_start).max(1);
+                log_interval(
+                    &mut log,
+                    &bar,
+                    &state,
                     lr,
-                    loss: run_loss / run_steps as f64,
-                    top1: 100.0 * run_correct as f64 / run_n as f64,
-                    top1_video: None,
-                    top1_audio: None,
-                    seconds: start_seconds + session.elapsed().as_secs_f64(),
-                };
-                writeln!(log, "{}", serde_json::to_string(&line)?)?;
-                if bar.is_hidden() {
-                    // Not a terminal (a log file, systemd): one plain line per interval.
-                    let done = state.step - steps_at_start;
-                    let rate = session.elapsed().as_secs_f64() / done as f64;
-                    eprintln!(
-                        "step {}/{total} epoch {}/{} lr {lr:.2e} loss {:.4} top-1 {:.1}% ({:.2} s/step, ETA {:.0} min)",
-                        state.step,
-                        state.epoch + 1,
-                        train_cfg.epochs,
-                        line.loss,
-                        line.top1,
-                        rate,
-                        rate * (total - state.step) as f64 / 60.0
-                    );
-                }
+                    run_loss / run_steps as f64,
+                    100.0 * run_correct as f64 / run_n as f64,
+                    start_seconds + session.elapsed().as_secs_f64(),
+                    train_cfg.epochs,
+                    total,
+                    session.elapsed().as_secs_f64() / done as f64,
+                )?;
                 (run_loss, run_correct, run_n, run_steps) = (0.0, 0, 0, 0);
             }
             let interrupted = stop.load(Ordering::Relaxed);
@@ -616,6 +602,44 @@ fn check_shapes(tok: &Tokenizer, cfg: &ModelConfig, split: &Split) -> anyhow::Re
                 spec.patch_dim
             );
         }
+    }
+    Ok(())
+}
+
+/// One `train` log line (running averages over the last interval), and the plain progress
+/// line when the bar is hidden (a log file, systemd). Shared by both training loops.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn log_interval(
+    log: &mut std::fs::File,
+    bar: &indicatif::ProgressBar,
+    state: &RunState,
+    lr: f64,
+    loss: f64,
+    top1: f64,
+    seconds: f64,
+    epochs: usize,
+    total: usize,
+    per_step: f64,
+) -> anyhow::Result<()> {
+    let line = LogLine {
+        kind: "train".into(),
+        epoch: state.epoch,
+        step: state.step,
+        lr,
+        loss,
+        top1,
+        top1_video: None,
+        top1_audio: None,
+        seconds,
+    };
+    writeln!(log, "{}", serde_json::to_string(&line)?)?;
+    if bar.is_hidden() {
+        eprintln!(
+            "step {}/{total} epoch {}/{epochs} lr {lr:.2e} loss {loss:.4} top-1 {top1:.1}% ({per_step:.2} s/step, ETA {:.0} min)",
+            state.step,
+            state.epoch + 1,
+            per_step * (total - state.step) as f64 / 60.0
+        );
     }
     Ok(())
 }
