@@ -129,6 +129,10 @@ pub struct EvalCli {
     /// Write eval.json and confusion.png into this directory
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Also write the crop-averaged fused logits with the labels and clip ids (JSON), e.g. to
+    /// study per-class decision rules on the validation split
+    #[arg(long, value_name = "FILE")]
+    pub logits: Option<PathBuf>,
     /// The runtime for an .onnx model (ONNX Runtime evaluates an int8 dynamic model in
     /// minutes where tract on x86 takes hours)
     #[command(flatten)]

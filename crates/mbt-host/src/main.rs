@@ -46,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             batch_size: a.batch_size,
             limit: a.limit,
             out: a.out,
+            logits: a.logits,
             runtime: a.runtime,
         }),
         Command::Export(args) => model::export(args),

@@ -34,6 +34,14 @@ pub struct Evaluation {
     /// that label's F1 on this split (grid 0.05-0.95 in steps of 0.05; the higher on a tie).
     /// Computed on the validation split, `mbt export --thresholds` writes them into the model.
     pub thresholds: std::collections::BTreeMap<String, f32>,
+    /// The crop-averaged fused logits `[clips, classes]`, for `mbt eval --logits` (decision
+    /// rules studied after the fact on the validation split, e.g. per-class thresholds or
+    /// offsets); not in eval.json, which stays small.
+    #[serde(skip)]
+    pub fused_logits: Vec<f32>,
+    /// The clips' label indices, in `ids` order (for `--logits`).
+    #[serde(skip)]
+    pub targets: Vec<usize>,
 }
 
 /// See [`Evaluation::thresholds`].
@@ -179,6 +187,8 @@ pub fn score(
     let thresholds = f1_thresholds(&sums[0], y, labels);
     Evaluation {
         thresholds,
+        fused_logits: sums[0].clone(),
+        targets: y.to_vec(),
         ids,
         predictions,
         split: split.to_string(),
@@ -277,6 +287,8 @@ pub struct EvalArgs {
     pub batch_size: usize,
     pub limit: Option<usize>,
     pub out: Option<PathBuf>,
+    /// Also write the fused logits, labels and clip ids as JSON here.
+    pub logits: Option<PathBuf>,
     pub runtime: crate::cli::RuntimeArgs,
 }
 
@@ -415,6 +427,20 @@ fn report(
     t0: std::time::Instant,
 ) -> anyhow::Result<()> {
     let secs = t0.elapsed().as_secs_f64();
+    if let Some(path) = &args.logits {
+        let classes = labels.len();
+        let rows: Vec<&[f32]> = ev.fused_logits.chunks(classes).collect();
+        let json = serde_json::json!({
+            "split": ev.split,
+            "crops": ev.crops,
+            "labels": labels,
+            "ids": ev.ids,
+            "targets": ev.targets,
+            "logits": rows,
+        });
+        super::atomic_write(path, serde_json::to_string(&json)?.as_bytes())?;
+        eprintln!("wrote {}", path.display());
+    }
     let data = DataSet::open(&args.data, labels)?;
     let labels = labels.to_vec();
     print_report(&args.model, ev, secs);
