@@ -48,8 +48,73 @@ fn composed_file_parts_and_burn_agree() {
     let device = Device::flex();
     device.seed(1);
     let model = Mbt::new(&cfg, &device);
+    check_forms(&cfg, &model);
+}
+
+/// `trunks.finetune_last`: the trunks cut one layer earlier, their last layers trained in the
+/// fusion part. With the trunks' own weights in those layers, the cut trunk followed by the
+/// burn layer gives the frozen trunk's cells (so the cut and the weight reading are right),
+/// and the composed file's forms agree as for the plain model.
+#[test]
+fn finetune_last_reproduces_the_trunks_and_its_forms_agree() {
+    let plain = config();
+    let text = std::fs::read_to_string(Path::new(ROOT).join("configs/edge.toml")).unwrap();
+    let cfg =
+        ModelConfig::from_toml(&text, "edge.toml", &["trunks.finetune_last=true".into()]).unwrap();
+    let trunks = mbt_model::trunk::default_dir();
+    let device = Device::flex();
+    device.seed(1);
+    let model = Mbt::new(&cfg, &device)
+        .with_trunk_weights(&cfg, &trunks, &device)
+        .unwrap();
+    let (v, a) = (&cfg.tokenizer.video, &cfg.tokenizer.audio);
+    let (tv, pv) = (v.token_count(), v.token_dim());
+    let (ta, pa) = (a.token_count(), a.token_dim());
+    let video = fill(tv * pv, 7, -1.0, 1.0);
+    let audio = fill(ta * pa, 11, -6.9, 3.0);
+    let part = |c: &ModelConfig, w: Which, x: &[f32], n: usize, d: usize| {
+        Part::from_bytes(&compose::trunk_part(c, w, &trunks).unwrap(), "p")
+            .unwrap()
+            .run_rows(x, n, d)
+            .unwrap()
+    };
+    let (ps, fs) = (plain.streams(), cfg.streams());
+    for (s, which, x, n, d) in [
+        (0, Which::Video, &video, tv, pv),
+        (1, Which::Audio, &audio, ta, pa),
+    ] {
+        let frozen = part(&plain, which, x, n, d);
+        let cut = part(&cfg, which, x, n, d);
+        assert_eq!(cut.len(), fs[s].tokens * fs[s].patch_dim);
+        let Some(last) = &model.streams[s].last else {
+            panic!("stream {s} has no trained trunk layer")
+        };
+        let redone = last
+            .forward(Tensor::from_data(
+                TensorData::new(cut, [1, fs[s].tokens, fs[s].patch_dim]),
+                &device,
+            ))
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(redone.len(), ps[s].tokens * ps[s].patch_dim);
+        let diff = max_diff(&redone, &frozen);
+        let scale = frozen.iter().cloned().fold(0f32, f32::max);
+        eprintln!("stream {s}: cut trunk + trunk layer vs frozen trunk: {diff:.2e} (max {scale})");
+        assert!(
+            scale > 0.1 && diff <= 1e-4 * scale.max(1.0),
+            "stream {s}: {diff}"
+        );
+    }
+    check_forms(&cfg, &model);
+}
+
+/// The composed file on tract and ONNX Runtime, the trunk parts + burn (training path) and
+/// the parts cut from the file (streaming path) agree for `model`.
+fn check_forms(cfg: &ModelConfig, model: &Mbt) {
+    let cfg = cfg.clone();
     let fusion = export(
-        &model,
+        model,
         &cfg,
         &ExportOptions {
             model_version: "hybrid-test".into(),
@@ -116,7 +181,7 @@ fn composed_file_parts_and_burn_agree() {
     assert_eq!(v_cells.len(), streams[0].tokens * streams[0].patch_dim);
     assert_eq!(a_cells.len(), streams[1].tokens * streams[1].patch_dim);
     let p = predict(
-        &model,
+        model,
         &cfg,
         &Batch {
             n: 1,

@@ -601,3 +601,94 @@ fn a_model_with_trunks_trains_on_cached_features_and_its_export_scores_like_it()
         stderr(&o)
     );
 }
+
+#[test]
+fn finetune_last_trains_on_its_own_cache_and_its_export_scores_like_it() {
+    let root = tmp("train-hybrid-finetune");
+    std::fs::create_dir_all(&root).unwrap();
+    let cfg = root.join("hybrid.toml");
+    std::fs::write(&cfg, TINY_HYBRID).unwrap();
+    let ave = data().join("ave");
+    let train_with = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--config",
+            arg(&cfg),
+            "--data",
+            arg(&ave),
+            "--out",
+            arg(out),
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.warmup_epochs=0",
+        ];
+        args.extend_from_slice(extra);
+        mbt(&args)
+    };
+    let (plain, fine) = (root.join("plain"), root.join("fine"));
+    let o = train_with(&plain, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train_with(&fine, &["--set", "trunks.finetune_last=true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The cut trunks give other features: another cache, never the plain one.
+    let cache = |run: &Path| {
+        let rj: Value =
+            serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+        PathBuf::from(rj["feature_cache"].as_str().unwrap())
+    };
+    assert_ne!(cache(&plain), cache(&fine));
+    assert!(cache(&fine).join("train.f16").is_file());
+    // The run's config keeps the switch (so eval and export rebuild the same model) and the
+    // plain run's config does not mention it.
+    let text = |run: &Path| std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        text(&fine).contains("finetune_last = true"),
+        "{}",
+        text(&fine)
+    );
+    assert!(!text(&plain).contains("finetune_last"), "{}", text(&plain));
+    // The composed export (cut trunks; trained layers in the fusion graph) on ONNX Runtime
+    // against the checkpoint on burn over the cached f16 features.
+    let onnx = root.join("fine.onnx");
+    let o = mbt(&[
+        "export",
+        "--config",
+        arg(&fine.join("config.toml")),
+        "--checkpoint",
+        arg(&fine),
+        "--out",
+        arg(&onnx),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let logits = root.join("logits.json");
+    let a = eval_json(&fine, &root.join("eval-ckpt"), &["--logits", arg(&logits)]);
+    let lib = onnxruntime_library();
+    let b = eval_json(
+        &onnx,
+        &root.join("eval-ort"),
+        &["--backend", "ort", "--ort-lib", &lib],
+    );
+    let (pa, pb) = (
+        a["evaluation"]["predictions"].as_array().unwrap(),
+        b["evaluation"]["predictions"].as_array().unwrap(),
+    );
+    assert_eq!(pa.len(), 12);
+    let same = pa.iter().zip(pb).filter(|(x, y)| x == y).count();
+    assert!(same >= 11, "checkpoint {pa:?} vs export {pb:?}");
+    // `--logits`: one row per clip whose argmax is the reported prediction.
+    let l: Value = serde_json::from_slice(&std::fs::read(&logits).unwrap()).unwrap();
+    let rows = l["logits"].as_array().unwrap();
+    assert_eq!(rows.len(), 12);
+    assert_eq!(l["targets"].as_array().unwrap().len(), 12);
+    for (row, p) in rows.iter().zip(pa) {
+        let v: Vec<f64> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let best = (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+        assert_eq!(best as u64, p.as_u64().unwrap());
+    }
+}

@@ -6,7 +6,7 @@
 
 use mbt_core::{AudioFrontEnd, TokenizerConfig, VideoLayout};
 
-use crate::trunk::Trunks;
+use crate::trunk::{Activation, Trunks};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -86,11 +86,47 @@ impl Default for ModelConfig {
 }
 
 /// One input stream: how many tokens it gets and how long each patch vector is.
+///
+/// `tokens` x `patch_dim` is the stream's *input* (what the burn model, the fusion graph and
+/// the feature cache hold). With `trunks.finetune_last` that is the cut trunk's cells, which
+/// the trunk's last layer ([`StreamSpec::last`]) turns into the tokens the transformer sees
+/// ([`StreamSpec::embed_tokens`] x [`StreamSpec::embed_dim`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamSpec {
     pub name: String,
     pub tokens: usize,
     pub patch_dim: usize,
+    pub last: Option<LastSpec>,
+}
+
+/// A trunk's last layer run inside the fusion part (`trunks.finetune_last`): a per-cell
+/// linear map `patch_dim -> channels`, the activation, then an average pool of
+/// `pool x pool` blocks of each `grid` (1: no pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastSpec {
+    pub channels: usize,
+    pub activation: Activation,
+    /// The cell grid of one frame or patch (rows, columns), row-major in the input.
+    pub grid: (usize, usize),
+    pub pool: usize,
+}
+
+impl StreamSpec {
+    /// Tokens entering the transformer (after the trunk's last layer and its pool).
+    pub fn embed_tokens(&self) -> usize {
+        match &self.last {
+            Some(l) => self.tokens / (l.pool * l.pool),
+            None => self.tokens,
+        }
+    }
+
+    /// Length of the vectors the patch projection reads.
+    pub fn embed_dim(&self) -> usize {
+        match &self.last {
+            Some(l) => l.channels,
+            None => self.patch_dim,
+        }
+    }
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -112,31 +148,72 @@ impl ModelConfig {
     /// with a trunk, its (pooled) feature map cells are the tokens (see `trunk`).
     pub fn streams(&self) -> Vec<StreamSpec> {
         let (v, a) = (&self.tokenizer.video, &self.tokenizer.audio);
+        let fine = self.trunks.finetune_last;
         let video = match self.trunks.video {
-            Some(t) => StreamSpec {
-                name: "video".into(),
-                tokens: v.num_frames * self.video_cells(),
-                patch_dim: t.spec().channels,
-            },
+            Some(t) => {
+                let spec = t.spec();
+                StreamSpec {
+                    name: "video".into(),
+                    tokens: v.num_frames * self.video_input_cells(),
+                    patch_dim: if fine {
+                        spec.last.in_channels
+                    } else {
+                        spec.channels
+                    },
+                    last: fine.then(|| LastSpec {
+                        channels: spec.channels,
+                        activation: spec.last.activation,
+                        grid: t.grid(v.height, v.width),
+                        pool: self.trunks.video_pool.max(1),
+                    }),
+                }
+            }
             None => StreamSpec {
                 name: "video".into(),
                 tokens: v.token_count(),
                 patch_dim: v.token_dim(),
+                last: None,
             },
         };
         let audio = match self.trunks.audio {
-            Some(t) => StreamSpec {
-                name: "audio".into(),
-                tokens: a.token_count() * t.cells(),
-                patch_dim: t.spec().channels,
-            },
+            Some(t) => {
+                let spec = t.spec();
+                StreamSpec {
+                    name: "audio".into(),
+                    tokens: a.token_count() * t.cells(),
+                    patch_dim: if fine {
+                        spec.last.in_channels
+                    } else {
+                        spec.channels
+                    },
+                    last: fine.then(|| LastSpec {
+                        channels: spec.channels,
+                        activation: spec.last.activation,
+                        grid: crate::trunk::YAMNET_CELLS,
+                        pool: 1,
+                    }),
+                }
+            }
             None => StreamSpec {
                 name: "audio".into(),
                 tokens: a.token_count(),
                 patch_dim: a.token_dim(),
+                last: None,
             },
         };
         vec![video, audio]
+    }
+
+    /// Video cells per frame the trunk part outputs: the pooled grid, or with
+    /// `trunks.finetune_last` the whole grid (the pool runs after the trained last layer).
+    pub fn video_input_cells(&self) -> usize {
+        match (self.trunks.video, self.trunks.finetune_last) {
+            (Some(t), true) => {
+                let (gh, gw) = t.grid(self.tokenizer.video.height, self.tokenizer.video.width);
+                gh * gw
+            }
+            _ => self.video_cells(),
+        }
     }
 
     /// Video tokens per frame with a video trunk (pooled grid cells); 0 without one.
@@ -251,6 +328,12 @@ impl ModelConfig {
                 ));
             }
         }
+        if self.trunks.finetune_last && self.trunks.audio.is_none() && self.trunks.video.is_none() {
+            return Err(err(
+                "trunks.finetune_last",
+                "needs a trunk ([trunks] audio or video)",
+            ));
+        }
         for s in self.streams() {
             if s.tokens == 0 {
                 return Err(err(
@@ -315,6 +398,41 @@ mod tests {
         assert_eq!(bad(|c| c.width = 0), "width");
         assert_eq!(bad(|c| c.labels.clear()), "labels");
         assert_eq!(bad(|c| c.tokenizer.video.num_frames = 0), "tokenizer");
+    }
+
+    #[test]
+    fn finetune_last_feeds_the_cut_cells_and_embeds_the_pooled_ones() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../configs/edge.toml"
+        ))
+        .unwrap();
+        let plain = ModelConfig::from_toml(&text, "edge.toml", &[]).unwrap();
+        let fine = ModelConfig::from_toml(
+            &text,
+            "edge.toml",
+            &["trunks.finetune_last=true".to_string()],
+        )
+        .unwrap();
+        let (p, f) = (plain.streams(), fine.streams());
+        // Video: 8 frames of 4 x 4 cells of 320 in, 2 x 2 of 1280 into the transformer.
+        assert_eq!((f[0].tokens, f[0].patch_dim), (8 * 16, 320));
+        assert_eq!(
+            (f[0].embed_tokens(), f[0].embed_dim()),
+            (p[0].tokens, p[0].patch_dim)
+        );
+        // Audio: the same cells, one layer earlier.
+        assert_eq!((f[1].tokens, f[1].patch_dim), (30, 1024));
+        assert_eq!(
+            (f[1].embed_tokens(), f[1].embed_dim()),
+            (p[1].tokens, p[1].patch_dim)
+        );
+        assert!(p.iter().all(|s| s.last.is_none()));
+        assert_eq!(fine.video_input_cells(), 16);
+        assert_eq!(plain.video_input_cells(), 4);
+        let mut bad = ModelConfig::default();
+        bad.trunks.finetune_last = true;
+        assert_eq!(bad.validate().unwrap_err().field, "trunks.finetune_last");
     }
 
     #[test]

@@ -87,8 +87,7 @@ impl Mbt {
                 .iter()
                 .map(|s| {
                     StreamIo::new(
-                        s.patch_dim,
-                        s.tokens,
+                        s,
                         cfg.width,
                         cfg.num_classes(),
                         cfg.classifier,
@@ -112,12 +111,33 @@ impl Mbt {
                 FusionKind::Bottleneck => 1,
                 FusionKind::FullAttention => 2,
             },
-            tokens: streams.iter().map(|s| s.tokens).collect(),
+            tokens: streams.iter().map(|s| s.embed_tokens()).collect(),
         };
         // burn initialises parameters lazily, at first use, from whatever the device's random
         // state is then. Touch every parameter now so the weights depend on the seed alone.
         model.visit(&mut Materialize);
         model
+    }
+
+    /// Puts the trunks' own last-layer weights (read from the trunk files in `dir`) into the
+    /// streams that train one (`trunks.finetune_last`): fine-tuning starts from the trunk.
+    pub fn with_trunk_weights(
+        mut self,
+        cfg: &ModelConfig,
+        dir: &std::path::Path,
+        device: &Device,
+    ) -> Result<Self, crate::trunk::TrunkError> {
+        let specs = [
+            cfg.trunks.video.map(|t| t.spec()),
+            cfg.trunks.audio.map(|t| t.spec()),
+        ];
+        for (io, spec) in self.streams.iter_mut().zip(specs) {
+            if let (Some(last), Some(spec)) = (io.last.take(), spec) {
+                let w = crate::trunk::last_weights(dir, &spec)?;
+                io.last = Some(last.set_weights(&w, device));
+            }
+        }
+        Ok(self)
     }
 
     fn block(&self, stream: usize, layer: usize) -> &Block {

@@ -55,7 +55,10 @@ pub fn stats(cfg: &ModelConfig) -> Stats {
     let c = cfg.num_classes() as u64;
     let streams = cfg.streams();
     let cls = u64::from(cfg.classifier == Classifier::Token);
-    let seq: Vec<u64> = streams.iter().map(|s| s.tokens as u64 + cls).collect();
+    let seq: Vec<u64> = streams
+        .iter()
+        .map(|s| s.embed_tokens() as u64 + cls)
+        .collect();
     let b = cfg.active_bottlenecks() as u64;
     let fused_from = if cfg.fuses() {
         cfg.fusion_layer
@@ -70,11 +73,19 @@ pub fn stats(cfg: &ModelConfig) -> Stats {
 
     let mut patch = Part::default();
     for (s, &n) in streams.iter().zip(&seq) {
-        let p = s.patch_dim as u64;
+        let p = s.embed_dim() as u64;
         patch += Part {
             params: p * d + d + cls * d + n * d,
-            macs: s.tokens as u64 * p * d,
+            macs: s.embed_tokens() as u64 * p * d,
         };
+        // A trunk's last layer trained in the fusion part (`trunks.finetune_last`).
+        if let Some(l) = &s.last {
+            let (i, o) = (s.patch_dim as u64, l.channels as u64);
+            patch += Part {
+                params: i * o + o,
+                macs: s.tokens as u64 * i * o,
+            };
+        }
     }
     let mut unfused = Part {
         params: fused_from as u64 * weight_sets * layer_params(d, r),

@@ -279,6 +279,25 @@ impl Trainer {
         }
     }
 
+    /// Starts the trained trunk layers (`trunks.finetune_last`) from the trunks' own weights,
+    /// read from `dir`; a no-op for models without them. Call before the first step.
+    pub fn init_trunk_layers(&mut self, dir: &Path) -> Result<(), crate::trunk::TrunkError> {
+        let Some(model) = self.model.take() else {
+            unreachable!("the model is put back at the end of every step")
+        };
+        let keep = model.clone();
+        match model.with_trunk_weights(&self.cfg, dir, &self.device) {
+            Ok(m) => {
+                self.model = Some(m);
+                Ok(())
+            }
+            Err(e) => {
+                self.model = Some(keep);
+                Err(e)
+            }
+        }
+    }
+
     pub fn model_config(&self) -> &ModelConfig {
         &self.cfg
     }

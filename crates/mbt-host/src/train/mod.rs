@@ -342,7 +342,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             data_manifest_sha256: String::new(),
             seconds: 0.0,
         };
-        let trainer = Trainer::new(&m, &t, args.seed);
+        let mut trainer = Trainer::new(&m, &t, args.seed);
+        // A trained trunk layer starts from the trunk's own weights (a resumed run has them in
+        // its checkpoint).
+        if m.trunks.finetune_last {
+            let dir = args
+                .trunks
+                .clone()
+                .unwrap_or_else(mbt_model::trunk::default_dir);
+            trainer
+                .init_trunk_layers(&dir)
+                .context("trunks.finetune_last")?;
+        }
         (m, t, state, trainer)
     };
     // One pool for data preparation and burn's CPU kernels.

@@ -8,6 +8,8 @@
 //! `mbt_infer::streaming`):
 //! * `audio_cells` `[N * P, 6, 1024]`: one patch's tokens, the output of the audio part;
 //! * `video_cells` `[N * T, cells, 1280]`: one frame's tokens, the output of the video part;
+//!   with `trunks.finetune_last` both are the cells one layer earlier (`[N * P, 6, 1024]`,
+//!   `[N * T, 16, 320]` at 112 px), and the trunks' last layers run in the fusion part;
 //! * `audio_tokens` `[N, P * 6, 1024]`, `video_tokens` `[N, T * cells, 1280]`: the inputs of
 //!   the fusion part, exactly what the burn model is trained on.
 //!
@@ -71,9 +73,73 @@ fn inline(g: &mut Graph, sub: &GraphProto, prefix: &str, rename: &HashMap<&str, 
     }
 }
 
+/// The part of `graph` that computes `output`: the nodes it depends on and their
+/// initializers, nothing after it. With `trunks.finetune_last` the trunk ends one layer early
+/// (at its last layer's input), and that layer runs in the fusion part instead.
+fn cut(graph: &GraphProto, output: &str) -> Result<GraphProto, ComposeError> {
+    let mut needed: std::collections::HashSet<&str> = std::collections::HashSet::from([output]);
+    let mut keep = vec![false; graph.node.len()];
+    for (i, node) in graph.node.iter().enumerate().rev() {
+        if node.output.iter().any(|o| needed.contains(o.as_str())) {
+            keep[i] = true;
+            needed.extend(node.input.iter().map(String::as_str));
+        }
+    }
+    if !graph
+        .node
+        .iter()
+        .any(|n| n.output.iter().any(|o| o == output))
+    {
+        return Err(ComposeError::Shape {
+            what: format!("trunk graph `{}`", graph.name),
+            reason: format!("no value `{output}` to cut at"),
+        });
+    }
+    Ok(GraphProto {
+        node: graph
+            .node
+            .iter()
+            .zip(&keep)
+            .filter(|(_, &k)| k)
+            .map(|(n, _)| n.clone())
+            .collect(),
+        initializer: graph
+            .initializer
+            .iter()
+            .filter(|t| needed.contains(t.name.as_str()))
+            .cloned()
+            .collect(),
+        ..graph.clone()
+    })
+}
+
+/// The trunk graph as the model uses it, its output value and channels: whole, or cut before
+/// its last layer with `trunks.finetune_last`.
+fn trunk_graph(
+    cfg: &ModelConfig,
+    spec: &trunk::TrunkSpec,
+    full: GraphProto,
+) -> Result<(GraphProto, &'static str, usize), ComposeError> {
+    if cfg.trunks.finetune_last {
+        Ok((
+            cut(&full, spec.last.input)?,
+            spec.last.input,
+            spec.last.in_channels,
+        ))
+    } else {
+        Ok((full, spec.output, spec.channels))
+    }
+}
+
 /// The audio branch: `input` (`[..., 96 * 64]` patches) -> YAMNet -> `audio_cells`.
-fn audio_branch(g: &mut Graph, yamnet: &GraphProto, input: &str) {
+fn audio_branch(
+    g: &mut Graph,
+    yamnet: GraphProto,
+    input: &str,
+    cfg: &ModelConfig,
+) -> Result<(), ComposeError> {
     let spec = trunk::YAMNET;
+    let (yamnet, output, channels) = trunk_graph(cfg, &spec, yamnet)?;
     let (frames, bands) = (
         mbt_core::audio::yamnet::PATCH_FRAMES as i64,
         mbt_core::audio::yamnet::MEL_BANDS as i64,
@@ -82,34 +148,42 @@ fn audio_branch(g: &mut Graph, yamnet: &GraphProto, input: &str) {
     let feats = "audio_trunk_features";
     inline(
         g,
-        yamnet,
+        &yamnet,
         "trunk.audio/",
-        &HashMap::from([(spec.input, x.as_str()), (spec.output, feats)]),
+        &HashMap::from([(spec.input, x.as_str()), (output, feats)]),
     );
     let cells = (YAMNET_CELLS.0 * YAMNET_CELLS.1) as i64;
-    let flat = g.reshape(feats, &[-1, spec.channels as i64, cells]);
+    let flat = g.reshape(feats, &[-1, channels as i64, cells]);
     g.node_named(
         "Transpose",
         &[&flat],
         vec![attr_ints("perm", &[0, 2, 1])],
         AUDIO_CELLS,
     );
+    Ok(())
 }
 
-/// The video branch: `input` (`[..., 3 * H * W]` frames) -> trunk -> pool -> `video_cells`.
-fn video_branch(g: &mut Graph, lite0: &GraphProto, input: &str, cfg: &ModelConfig) {
+/// The video branch: `input` (`[..., 3 * H * W]` frames) -> trunk -> pool -> `video_cells`
+/// (with `trunks.finetune_last`: the cut trunk, no pool; the fusion part pools).
+fn video_branch(
+    g: &mut Graph,
+    lite0: GraphProto,
+    input: &str,
+    cfg: &ModelConfig,
+) -> Result<(), ComposeError> {
     let spec = trunk::EFFICIENTNET_LITE0;
+    let (lite0, output, channels) = trunk_graph(cfg, &spec, lite0)?;
     let v = &cfg.tokenizer.video;
     let x = g.reshape(input, &[-1, 3, v.height as i64, v.width as i64]);
     let feats = "video_trunk_features";
     inline(
         g,
-        lite0,
+        &lite0,
         "trunk.video/",
-        &HashMap::from([(spec.input, x.as_str()), (spec.output, feats)]),
+        &HashMap::from([(spec.input, x.as_str()), (output, feats)]),
     );
     let p = cfg.trunks.video_pool.max(1) as i64;
-    let pooled = if p > 1 {
+    let pooled = if p > 1 && !cfg.trunks.finetune_last {
         g.node(
             "AveragePool",
             &[feats],
@@ -123,7 +197,7 @@ fn video_branch(g: &mut Graph, lite0: &GraphProto, input: &str, cfg: &ModelConfi
     };
     let flat = g.reshape(
         &pooled,
-        &[-1, spec.channels as i64, cfg.video_cells() as i64],
+        &[-1, channels as i64, cfg.video_input_cells() as i64],
     );
     g.node_named(
         "Transpose",
@@ -131,6 +205,7 @@ fn video_branch(g: &mut Graph, lite0: &GraphProto, input: &str, cfg: &ModelConfi
         vec![attr_ints("perm", &[0, 2, 1])],
         VIDEO_CELLS,
     );
+    Ok(())
 }
 
 fn model(graph: GraphProto, props: Vec<(String, String)>) -> Vec<u8> {
@@ -173,11 +248,11 @@ pub fn trunk_part(cfg: &ModelConfig, part: Part, dir: &Path) -> Result<Vec<u8>, 
             })?;
             let bytes = trunk::read(dir, &t.spec())?;
             let m = decode(&bytes, t.spec().file)?;
-            audio_branch(&mut g, &m.graph.unwrap_or_default(), "input");
+            audio_branch(&mut g, m.graph.unwrap_or_default(), "input", cfg)?;
             (
                 cfg.tokenizer.audio.token_dim(),
                 t.cells(),
-                t.spec().channels,
+                cfg.streams()[1].patch_dim,
                 AUDIO_CELLS,
             )
         }
@@ -188,11 +263,11 @@ pub fn trunk_part(cfg: &ModelConfig, part: Part, dir: &Path) -> Result<Vec<u8>, 
             })?;
             let bytes = trunk::read(dir, &t.spec())?;
             let m = decode(&bytes, t.spec().file)?;
-            video_branch(&mut g, &m.graph.unwrap_or_default(), "input", cfg);
+            video_branch(&mut g, m.graph.unwrap_or_default(), "input", cfg)?;
             (
                 cfg.tokenizer.video.token_dim(),
-                cfg.video_cells(),
-                t.spec().channels,
+                cfg.video_input_cells(),
+                cfg.streams()[0].patch_dim,
                 VIDEO_CELLS,
             )
         }
@@ -225,12 +300,12 @@ pub fn compose(cfg: &ModelConfig, fusion: &[u8], dir: &Path) -> Result<Vec<u8>, 
         Some(VideoTrunk::EfficientnetLite0) => {
             let spec = trunk::EFFICIENTNET_LITE0;
             let m = decode(&trunk::read(dir, &spec)?, spec.file)?;
-            video_branch(&mut g, &m.graph.unwrap_or_default(), "video", cfg);
+            video_branch(&mut g, m.graph.unwrap_or_default(), "video", cfg)?;
             let tokens = streams[0].tokens as i64;
             let x = g.ints(
                 "video_tokens_shape",
                 &[3],
-                &[-1, tokens, spec.channels as i64],
+                &[-1, tokens, streams[0].patch_dim as i64],
             );
             g.node_named("Reshape", &[VIDEO_CELLS, &x], vec![], VIDEO_TOKENS);
             rename.insert("video", VIDEO_TOKENS);
@@ -249,12 +324,12 @@ pub fn compose(cfg: &ModelConfig, fusion: &[u8], dir: &Path) -> Result<Vec<u8>, 
         Some(AudioTrunk::Yamnet) => {
             let spec = trunk::YAMNET;
             let m = decode(&trunk::read(dir, &spec)?, spec.file)?;
-            audio_branch(&mut g, &m.graph.unwrap_or_default(), "audio");
+            audio_branch(&mut g, m.graph.unwrap_or_default(), "audio", cfg)?;
             let tokens = streams[1].tokens as i64;
             let x = g.ints(
                 "audio_tokens_shape",
                 &[3],
-                &[-1, tokens, spec.channels as i64],
+                &[-1, tokens, streams[1].patch_dim as i64],
             );
             g.node_named("Reshape", &[AUDIO_CELLS, &x], vec![], AUDIO_TOKENS);
             rename.insert("audio", AUDIO_TOKENS);

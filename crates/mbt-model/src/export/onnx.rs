@@ -109,6 +109,50 @@ impl Writer<'_> {
         Ok(self.g.weight(name, &dims, &v))
     }
 
+    /// A trunk's last layer trained in the fusion part (`trunks.finetune_last`, the burn
+    /// `TrunkLast`): per-cell linear map, activation, then the pool of each frame's grid.
+    fn trunk_last(
+        &mut self,
+        x: &str,
+        spec: &crate::config::StreamSpec,
+        last: &crate::layers::TrunkLast,
+        name: &str,
+    ) -> Result<String, ExportError> {
+        let y = self.linear(x, &last.linear, name)?;
+        let y = match last.activation() {
+            crate::trunk::Activation::Relu => self.g.node("Relu", &[&y], vec![]),
+            crate::trunk::Activation::Relu6 => {
+                let lo = self.g.scalar("relu6_min", 0.0);
+                let hi = self.g.scalar("relu6_max", 6.0);
+                self.g.node("Clip", &[&y, &lo, &hi], vec![])
+            }
+        };
+        let p = last.pool;
+        if p <= 1 {
+            return Ok(y);
+        }
+        let (gh, gw, c) = (last.grid_h, last.grid_w, spec.embed_dim());
+        let blocks = self.g.reshape(
+            &y,
+            &[
+                -1,
+                (gh / p) as i64,
+                p as i64,
+                (gw / p) as i64,
+                p as i64,
+                c as i64,
+            ],
+        );
+        let pooled = self.g.node(
+            "ReduceMean",
+            &[&blocks],
+            vec![attr_ints("axes", &[2, 4]), attr_int("keepdims", 0)],
+        );
+        Ok(self
+            .g
+            .reshape(&pooled, &[-1, spec.embed_tokens() as i64, c as i64]))
+    }
+
     fn linear(&mut self, x: &str, l: &Linear, name: &str) -> Result<String, ExportError> {
         let quantise = self.int8.filter(|_| !name.ends_with(".head"));
         let y = match quantise {
@@ -347,7 +391,11 @@ pub fn export(
     let mut lens = Vec::new();
     for (s, (spec, io)) in specs.iter().zip(&model.streams).enumerate() {
         let name = format!("streams.{s}");
-        let x = w.linear(&spec.name, &io.embed, &format!("{name}.embed"))?;
+        let input = match &io.last {
+            Some(last) => w.trunk_last(&spec.name, spec, last, &format!("{name}.last"))?,
+            None => spec.name.clone(),
+        };
+        let x = w.linear(&input, &io.embed, &format!("{name}.embed"))?;
         let x = match &io.cls {
             Some(cls) => {
                 let c = w.param(&format!("{name}.cls"), cls)?;
@@ -422,7 +470,7 @@ pub fn export(
                 w.g.node("Gather", &[x, &idx], vec![attr_int("axis", 1)])
             }
             None => {
-                let t = w.g.slice(x, 1, 0, spec.tokens as i64);
+                let t = w.g.slice(x, 1, 0, spec.embed_tokens() as i64);
                 w.g.node(
                     "ReduceMean",
                     &[&t],

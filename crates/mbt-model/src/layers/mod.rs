@@ -6,8 +6,10 @@ pub mod attention;
 pub mod block;
 pub mod mlp;
 pub mod stream;
+pub mod trunk_last;
 
 pub use attention::{attend, Attention};
 pub use block::{Block, DropPath};
 pub use mlp::Mlp;
 pub use stream::StreamIo;
+pub use trunk_last::TrunkLast;

@@ -6,10 +6,13 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
-use crate::config::Classifier;
+use super::TrunkLast;
+use crate::config::{Classifier, StreamSpec};
 
 #[derive(Module, Debug)]
 pub struct StreamIo {
+    /// The trunk's last layer, with `trunks.finetune_last`: runs first, on the input cells.
+    pub last: Option<TrunkLast>,
     /// Patch vector -> token, `[patch_dim, d]`.
     pub embed: Linear,
     /// `[1, 1, d]`, present with the token classifier.
@@ -22,8 +25,7 @@ pub struct StreamIo {
 
 impl StreamIo {
     pub fn new(
-        patch_dim: usize,
-        tokens: usize,
+        spec: &StreamSpec,
         width: usize,
         classes: usize,
         classifier: Classifier,
@@ -37,9 +39,13 @@ impl StreamIo {
                 device,
             ))
         });
-        let n = tokens + usize::from(cls.is_some());
+        let n = spec.embed_tokens() + usize::from(cls.is_some());
         StreamIo {
-            embed: LinearConfig::new(patch_dim, width).init(device),
+            last: spec
+                .last
+                .as_ref()
+                .map(|l| TrunkLast::new(spec.patch_dim, l, device)),
+            embed: LinearConfig::new(spec.embed_dim(), width).init(device),
             cls,
             pos: Param::from_tensor(Tensor::random(
                 [1, n, width],
@@ -53,6 +59,10 @@ impl StreamIo {
 
     /// `[N, tokens, patch_dim]` -> `[N, n, d]` (CLS first when present).
     pub fn embed(&self, patches: Tensor<3>) -> Tensor<3> {
+        let patches = match &self.last {
+            Some(l) => l.forward(patches),
+            None => patches,
+        };
         let x = self.embed.forward(patches);
         let [b, _, d] = x.dims();
         let x = match &self.cls {
