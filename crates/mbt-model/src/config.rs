@@ -186,7 +186,7 @@ impl ModelConfig {
                     } else {
                         spec.channels
                     },
-                    last: fine.then(|| LastSpec {
+                    last: fine.then_some(LastSpec {
                         channels: spec.channels,
                         activation: spec.last.activation,
                         grid: crate::trunk::YAMNET_CELLS,
