@@ -48,7 +48,7 @@ demo() { # demo MODEL OUT COMMAND...: one replay of the demo clip, JSON lines in
   shift 2
   "$@" --set model.path="$model" --set model.backend=cpu \
     --set audio.source=replay --set video.source=replay --set replay.clip=models/demo \
-    --set sink.stdout_scores=true --set evidence.enabled=false >"$file" 2>"$file.log" || {
+    --set sink.stdout_scores=true --set evidence.enabled=false --set web.enabled=false >"$file" 2>"$file.log" || {
       echo "mbtd failed ($file.log):" >&2; tail -20 "$file.log" >&2; return 1; }
 }
 # The bundled model is weak and reports no event on the demo clip at the default thresholds;

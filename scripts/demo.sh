@@ -23,5 +23,7 @@ if [ ! -f "$model" ]; then
   "$mbtd" --print-config
   exit 0
 fi
+# The web page on a free port (its address is logged): a second mbtd on this machine, or
+# anything else on 8090, must not stop the demo. `--set web.listen=127.0.0.1:8090` to choose.
 exec "$mbtd" --set model.path="$model" --set audio.source=replay --set video.source=replay \
-  --set replay.clip="$clip" "$@"
+  --set replay.clip="$clip" --set web.listen=127.0.0.1:0 "$@"

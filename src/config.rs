@@ -38,6 +38,7 @@ pub struct Config {
     pub spool: SpoolConfig,
     pub metrics: MetricsConfig,
     pub evidence: EvidenceConfig,
+    pub web: WebConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,6 +315,111 @@ impl Default for SinkConfig {
     }
 }
 
+/// `[web]`: the page on the board (live scores, the camera view, events with their evidence,
+/// the timeline) and its JSON API (`src/web`). On by default, on the loopback interface only:
+/// binding any other address needs `token` (checked on every route but `/healthz`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    pub enabled: bool,
+    /// `address:port`; port 0 picks a free one (logged).
+    pub listen: String,
+    /// The access token: a string of 16 or more characters, or `"generate"` (made once, kept
+    /// in `<state>/web-token`, printed when made). Required unless `listen` is a loopback
+    /// address; when set, required on loopback too.
+    pub token: Option<String>,
+    /// Minutes of scores the timeline keeps (in memory).
+    pub timeline_minutes: f64,
+    /// A near miss: a label's score rose to this fraction of its threshold without reaching it.
+    pub watch_ratio: f32,
+    /// Live subscribers (`/api/scores` streams) at once; more get 503.
+    pub max_clients: usize,
+    /// Events kept in memory for `/api/events` (on top of what the evidence store holds).
+    pub max_events: usize,
+    /// After a replayed clip ends, keep the page up this long (seconds; SIGINT ends it
+    /// sooner), to look through the events of a recording.
+    pub linger_s: f64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            listen: "127.0.0.1:8090".into(),
+            token: None,
+            timeline_minutes: 10.0,
+            watch_ratio: 0.5,
+            max_clients: 16,
+            max_events: 500,
+            linger_s: 0.0,
+        }
+    }
+}
+
+impl WebConfig {
+    pub fn addr(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| ConfigError {
+                field: "web.listen".into(),
+                reason: format!(
+                    "`{}` is not an address like 127.0.0.1:8090 ({e})",
+                    self.listen
+                ),
+            })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field: &str, reason: String| {
+            Err(ConfigError {
+                field: field.into(),
+                reason,
+            })
+        };
+        let addr = self.addr()?;
+        match self.token.as_deref() {
+            Some("generate") => {}
+            Some(t) if t.len() < 16 || !t.chars().all(|c| c.is_ascii_graphic()) => {
+                return err(
+                    "web.token",
+                    "expected 16 or more printable ASCII characters without spaces, or \"generate\"".into(),
+                )
+            }
+            Some(_) => {}
+            None if self.enabled && !addr.ip().is_loopback() => {
+                return err(
+                    "web.token",
+                    format!(
+                        "web.listen = {addr} is reachable from other machines, so the page needs a token: \
+                         set `web.token = \"generate\"` (made once, printed, kept in the state directory) \
+                         or a secret of 16+ characters, or listen on 127.0.0.1"
+                    ),
+                )
+            }
+            None => {}
+        }
+        if !(self.timeline_minutes > 0.0 && self.timeline_minutes <= 24.0 * 60.0) {
+            return err(
+                "web.timeline_minutes",
+                "expected 0 < minutes <= 1440".into(),
+            );
+        }
+        if !(self.watch_ratio > 0.0 && self.watch_ratio < 1.0) {
+            return err("web.watch_ratio", "expected a fraction in (0, 1)".into());
+        }
+        if !(1..=1024).contains(&self.max_clients) {
+            return err("web.max_clients", "expected 1..=1024".into());
+        }
+        if !(1..=100_000).contains(&self.max_events) {
+            return err("web.max_events", "expected 1..=100000".into());
+        }
+        if !(self.linger_s >= 0.0 && self.linger_s <= 86_400.0) {
+            return err("web.linger_s", "expected 0..=86400 seconds".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("invalid setting `{field}`: {reason}")]
 pub struct ConfigError {
@@ -461,6 +567,7 @@ impl Config {
         if !(self.sink.shutdown_flush_s >= 0.0 && self.sink.shutdown_flush_s <= 3600.0) {
             return err("sink.shutdown_flush_s", "expected 0..=3600 seconds");
         }
+        self.web.validate()?;
         self.validate_publishing().map_err(|e| ConfigError {
             field: e.field,
             reason: e.reason,
@@ -544,6 +651,33 @@ mod tests {
         );
         let c: Config = mbt_core::settings::load("", "t", &["events.release=0.9".into()]).unwrap();
         assert_eq!(c.validate().unwrap_err().field, "events.release");
+    }
+
+    #[test]
+    fn web_off_loopback_needs_a_token_and_errors_name_the_field() {
+        let check = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            let c: Config = mbt_core::settings::load("", "t", &sets).unwrap();
+            c.validate().err().map(|e| (e.field.clone(), e.to_string()))
+        };
+        assert_eq!(check(&[]), None, "default: loopback, no token");
+        let (field, msg) = check(&["web.listen=0.0.0.0:8090"]).unwrap();
+        assert_eq!(field, "web.token");
+        assert!(msg.contains("web.token = \"generate\""), "{msg}");
+        assert_eq!(
+            check(&["web.listen=0.0.0.0:8090", "web.token=generate"]),
+            None
+        );
+        assert_eq!(
+            check(&["web.listen=[::]:80", "web.token=0123456789abcdefXYZ"]),
+            None
+        );
+        assert_eq!(check(&["web.token=short"]).unwrap().0, "web.token");
+        // Off: nothing listens, nothing to protect.
+        assert_eq!(check(&["web.enabled=false", "web.listen=0.0.0.0:1"]), None);
+        assert_eq!(check(&["web.listen=localhost"]).unwrap().0, "web.listen");
+        assert_eq!(check(&["web.watch_ratio=1"]).unwrap().0, "web.watch_ratio");
+        assert_eq!(check(&["web.max_clients=0"]).unwrap().0, "web.max_clients");
     }
 
     #[test]

@@ -17,7 +17,9 @@
 //! * [`publish`]: `mbt-publish`'s MQTT, postcard and GPIO sinks behind that trait (through
 //!   the durable spool), the metrics endpoint, evidence files per event;
 //! * [`pipeline`]: the tokio wiring of all of the above, and clean shutdown;
-//! * [`stats`]: the counters of everything dropped, skipped, late or recovered.
+//! * [`stats`]: the counters of everything dropped, skipped, late or recovered;
+//! * [`web`]: the page on the board (live scores and camera, events with evidence, timeline)
+//!   and its JSON API, the Prometheus endpoint.
 
 pub mod backend;
 pub mod clock;
@@ -30,6 +32,7 @@ pub mod queue;
 pub mod sink;
 pub mod source;
 pub mod stats;
+pub mod web;
 pub mod window;
 
 pub use config::Config;

@@ -62,6 +62,8 @@ pub struct Pipeline {
     pub evidence: Option<Arc<mbt_publish::evidence::EvidenceStore>>,
     /// The metrics endpoint and series (`[metrics]`).
     pub metrics: Option<PipelineMetrics>,
+    /// The web page, bound and not yet serving (`[web]`).
+    pub web: Option<crate::web::Web>,
 }
 
 /// What a run did: its counters, plus what ran.
@@ -206,7 +208,18 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
             "invalid setting `sink.stdout`: false with no [mqtt], [postcard] or [gpio] sink leaves none, so events would go nowhere"
         );
     }
-    detector.keep_media(publishing.evidence.is_some());
+    let web = if cfg.web.enabled {
+        let live = web_live(cfg, &meta, &detector.backend_name())?;
+        if let Some(store) = &publishing.evidence {
+            live.seed_events(stored_events(store));
+            live.close_stale();
+        }
+        Some(crate::web::Web::bind(cfg, Arc::new(live))?)
+    } else {
+        None
+    };
+    // The web page shows the latest frame and the audio level: it needs the media too.
+    detector.keep_media(publishing.evidence.is_some() || web.is_some());
     Ok(Pipeline {
         clock,
         audio,
@@ -227,7 +240,80 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
         ),
         evidence: publishing.evidence,
         metrics: publishing.metrics,
+        web,
     })
+}
+
+/// The web page's live state for this configuration and model: thresholds as the event
+/// tracker will apply them, the log-mel strip from the model's own tokenizer settings.
+fn web_live(
+    cfg: &Config,
+    meta: &mbt_core::metadata::ModelMetadata,
+    backend: &str,
+) -> anyhow::Result<crate::web::Live> {
+    let events = with_model_thresholds(&cfg.events, &meta.thresholds);
+    let thresholds: Vec<f32> = meta
+        .labels
+        .iter()
+        .map(|l| {
+            events
+                .labels
+                .get(l)
+                .and_then(|o| o.threshold)
+                .unwrap_or(events.threshold)
+        })
+        .collect();
+    let source = |kind: &str, device: &str| crate::web::SourceInfo {
+        kind: kind.to_string(),
+        name: match kind {
+            "alsa" | "v4l2" => device.to_string(),
+            "replay" => cfg.replay.clip.display().to_string(),
+            _ => String::new(),
+        },
+    };
+    let info = crate::web::Info {
+        backend: backend.to_string(),
+        model_version: meta.model_version.clone(),
+        labels: meta.labels.clone(),
+        watch: thresholds.iter().map(|t| t * cfg.web.watch_ratio).collect(),
+        thresholds,
+        fires: meta
+            .labels
+            .iter()
+            .map(|l| l != crate::events::NO_EVENT_LABEL)
+            .collect(),
+        audio: source(&cfg.audio.source, &cfg.audio.device),
+        video: source(&cfg.video.source, &cfg.video.device.display().to_string()),
+        window_s: cfg.window.length_s,
+        hop_s: cfg.window.hop_s,
+    };
+    let windows = (cfg.web.timeline_minutes * 60.0 / cfg.window.hop_s).ceil() as usize;
+    let tokenizer = mbt_core::audio::AudioTokenizer::new(meta.tokenizer.audio.clone())
+        .context("the model's audio tokenizer settings")?;
+    Ok(crate::web::Live::new(
+        info,
+        crate::web::Limits {
+            timeline_windows: windows.max(1),
+            near_misses: 20,
+            events: cfg.web.max_events,
+        },
+        Some(tokenizer),
+    ))
+}
+
+/// The events the evidence store kept records of (a previous run's), oldest first.
+fn stored_events(store: &mbt_publish::evidence::EvidenceStore) -> Vec<mbt_core::event::Event> {
+    store
+        .records(10_000)
+        .into_iter()
+        .filter_map(|(name, bytes)| match serde_json::from_slice(&bytes) {
+            Ok(e) => Some(e),
+            Err(err) => {
+                tracing::debug!("evidence record {name} skipped: {err}");
+                None
+            }
+        })
+        .collect()
 }
 
 async fn deliver(
@@ -294,6 +380,15 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
         metrics_tasks.extend(m.serve(metrics_stop_rx.clone()));
         Arc::new(m)
     });
+    let web_live = p.web.as_ref().map(|w| w.live.clone());
+    let linger = p.web.as_ref().map(|w| w.linger).unwrap_or_default();
+    if let Some(web) = p.web {
+        let registry = metrics.as_ref().map(|m| m.registry.clone());
+        match web.serve(p.evidence.clone(), registry, metrics_stop_rx.clone()) {
+            Ok(task) => metrics_tasks.push(task),
+            Err(e) => tracing::warn!("web: not started: {e:#}"),
+        }
+    }
     if let Some(m) = &metrics {
         let (m, stats, mut stop) = (m.clone(), stats.clone(), metrics_stop_rx);
         metrics_tasks.push(tokio::spawn(async move {
@@ -361,6 +456,7 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
         let mut sinks = p.sinks;
         let mut evidence = p.evidence.map(EvidenceWriter::new);
         let metrics = metrics.clone();
+        let web_live = web_live.clone();
         tokio::spawn(async move {
             while let Some(mut s) = scored_rx.recv().await {
                 let ws = WindowScores::new(&s, &labels);
@@ -375,12 +471,21 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
                 if let Some(ev) = evidence.as_mut() {
                     ev.write(&mut events, &media).await;
                 }
+                if let Some(m) = &metrics {
+                    m.scores(&ws);
+                }
+                if let Some(l) = &web_live {
+                    l.window(&ws, &media, &stats.snapshot(), &events);
+                }
                 deliver(&mut sinks, &events, &stats, metrics.as_deref()).await;
             }
             let peaks = tracker.peaks();
             let mut events = tracker.finish();
             if let Some(ev) = evidence.as_mut() {
                 ev.write(&mut events, &WindowMedia::default()).await;
+            }
+            if let Some(l) = &web_live {
+                l.seed_events(events.clone());
             }
             deliver(&mut sinks, &events, &stats, metrics.as_deref()).await;
             for s in sinks.iter_mut() {
@@ -439,6 +544,10 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
                 }
             }
         }
+        if let Some(l) = &web_live {
+            l.source(true, windower.state(Modality::Audio));
+            l.source(false, windower.state(Modality::Video));
+        }
         for w in windows {
             let dropped = queue.push(w).await;
             if dropped > 0 {
@@ -470,6 +579,16 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
     });
     if let Some(m) = &metrics {
         m.mirror(&stats.snapshot());
+    }
+    if !interrupted && !linger.is_zero() {
+        tracing::info!(
+            "web: the sources ended; the page stays up for {:.0} s (web.linger_s; SIGINT ends it)",
+            linger.as_secs_f64()
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(linger) => {}
+            _ = shutdown.wait_for(|s| *s) => {}
+        }
     }
     let _ = metrics_stop.send(true);
     for t in metrics_tasks {

@@ -272,6 +272,31 @@ impl EvidenceWriter {
             }
             e.evidence = self.open.get(&e.id).cloned();
         }
+        self.save_records(events).await;
+    }
+
+    /// Each event's latest record beside its media (`<id>.json`): what the web page lists
+    /// after a restart. A failed write is logged; the event goes out anyway.
+    async fn save_records(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let records: Vec<(String, Vec<u8>)> = events
+            .iter()
+            .filter_map(|e| Some((e.id.clone(), serde_json::to_vec(e).ok()?)))
+            .collect();
+        let store = self.store.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            for (id, json) in records {
+                if let Err(err) = store.save_record(&id, &json) {
+                    tracing::warn!("event {id}: record: {err}");
+                }
+            }
+        })
+        .await;
+        if let Err(err) = saved {
+            tracing::warn!("evidence records task failed: {err}");
+        }
     }
 }
 
@@ -372,27 +397,42 @@ impl PipelineMetrics {
         Ok(m)
     }
 
-    /// Starts the HTTP endpoint (once; later calls do nothing) until `stop` turns true.
+    /// Starts the `metrics.listen` endpoint (once; later calls do nothing) until `stop` turns
+    /// true. With `[web]` on, the page serves the same `/metrics` too.
     pub fn serve(
         &mut self,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let l = self.listener.take()?;
-        let l = match tokio::net::TcpListener::from_std(l) {
-            Ok(l) => l,
+        match crate::web::serve_metrics(l, self.registry.clone(), stop) {
+            Ok(task) => Some(task),
             Err(e) => {
-                tracing::warn!("metrics: endpoint not started: {e}");
-                return None;
+                tracing::warn!("metrics: endpoint not started: {e:#}");
+                None
             }
-        };
-        let registry = self.registry.clone();
-        Some(tokio::spawn(mbt_publish::metrics::server::serve(
-            l,
-            registry,
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        )))
+        }
+    }
+
+    /// Each label's latest score per head (`mbtd_score{label,head}`; `head` is fused, audio
+    /// or video): what a dashboard needs to plot next to the thresholds.
+    pub fn scores(&self, ws: &crate::sink::WindowScores) {
+        let heads = [
+            ("fused", Some(&ws.fused)),
+            ("audio", ws.audio.as_ref()),
+            ("video", ws.video.as_ref()),
+        ];
+        for (head, scores) in heads {
+            for (label, p) in scores.into_iter().flatten() {
+                match self.registry.gauge(
+                    "mbtd_score",
+                    "The latest window's score per label and head (fused, audio, video).",
+                    &[("label", label.as_str()), ("head", head)],
+                ) {
+                    Ok(g) => g.set(*p as f64),
+                    Err(err) => tracing::debug!("metrics: {err}"),
+                }
+            }
+        }
     }
 
     /// Mirrors the pipeline's counters (they only go up, as counters must).

@@ -86,3 +86,12 @@ fn missing_model_is_a_clear_error() {
         stderr(&o)
     );
 }
+
+#[test]
+fn the_packaged_config_is_a_valid_mbtd_config() {
+    let p = std::path::Path::new(crate::common::ROOT).join("packaging/mbtd.toml");
+    let o = mbtd(&["--config", p.to_str().unwrap(), "--print-config"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed: toml::Table = toml::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert_eq!(printed["web"]["listen"].as_str(), Some("127.0.0.1:8090"));
+}

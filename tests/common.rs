@@ -144,9 +144,13 @@ pub fn demo_scores(extra: &[&str]) -> ScoredRun {
     run
 }
 
+/// The web page on a free port: tests run daemons side by side (later `--set`s win).
+pub const WEB_ANY_PORT: [&str; 2] = ["--set", "web.listen=127.0.0.1:0"];
+
 /// [`mbtd`] with `$XDG_STATE_HOME` = `state`.
 pub fn mbtd_with_state(args: &[&str], state: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mbtd"))
+        .args(WEB_ANY_PORT)
         .args(args)
         .current_dir(ROOT)
         .env_remove("MBTD_CONFIG")

@@ -52,6 +52,7 @@ fn replay_runs_to_the_end_and_exits_0() {
 fn sigterm_shuts_down_cleanly_and_ends_open_events() {
     let model = random_model().display().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mbtd"))
+        .args(crate::common::WEB_ANY_PORT)
         .args([
             "--set",
             &format!("model.path={model}"),

@@ -2,6 +2,7 @@
 
 mod alsa_capture;
 mod backends;
+mod browser;
 // mbt-publish's mosquitto harness, shared rather than copied.
 #[path = "../crates/mbt-publish/tests/broker.rs"]
 mod broker;
@@ -12,3 +13,4 @@ mod daemon;
 mod demo;
 mod pipeline;
 mod publish;
+mod web;

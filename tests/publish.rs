@@ -94,6 +94,7 @@ struct Running {
 impl Running {
     fn start(state: &Path, args: &[String]) -> Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mbtd"))
+            .args(crate::common::WEB_ANY_PORT)
             .args(args)
             .current_dir(crate::common::ROOT)
             .env_remove("MBTD_CONFIG")
@@ -584,6 +585,8 @@ fn metrics_endpoint_serves_the_pipeline_counters() {
         "mbtd_source_up{source=\"video\"} 1",
         "mbtd_events_total{",
         "mbtd_dropped_windows_total{reason=\"behind\"}",
+        "mbtd_score{head=\"fused\",label=",
+        "# EOF",
     ] {
         assert!(body.contains(series), "{series} missing:\n{body}");
     }

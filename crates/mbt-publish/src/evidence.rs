@@ -1,6 +1,7 @@
 //! Evidence per event: the window's key frame as JPEG and its audio as WAV, in one directory,
 //! named by the event id (`<id>.jpg`, `<id>.wav`), so a user (or Home Assistant through the
-//! MQTT snapshot) can see and hear what the detector saw.
+//! MQTT snapshot) can see and hear what the detector saw; and the event's latest record as
+//! JSON (`<id>.json`), so the daemon's web page lists past events after a restart.
 //!
 //! Bounded: after each save the oldest files (by modification time, then name) are deleted
 //! until the directory holds at most `max_bytes` of evidence; the files just written are never
@@ -99,6 +100,7 @@ pub fn safe_id(id: &str) -> bool {
 fn ours(name: &str) -> bool {
     name.strip_suffix(".jpg")
         .or_else(|| name.strip_suffix(".wav"))
+        .or_else(|| name.strip_suffix(".json"))
         .is_some_and(safe_id)
 }
 
@@ -183,6 +185,58 @@ impl EvidenceStore {
         }
         saved.removed = self.enforce(&keep)?;
         Ok(saved)
+    }
+
+    /// Writes (replacing) the record of event `id` (`<id>.json`, the bytes as given), counted
+    /// in the budget like its media.
+    pub fn save_record(&self, id: &str, json: &[u8]) -> Result<(), EvidenceError> {
+        if !safe_id(id) {
+            return Err(EvidenceError::BadId(id.to_string()));
+        }
+        let path = self.dir.join(format!("{id}.json"));
+        self.write_atomic(&path, |tmp| {
+            fs::write(tmp, json).map_err(|e| io_err(tmp, e))
+        })?;
+        self.enforce(&[format!("{id}.json")])?;
+        Ok(())
+    }
+
+    /// The records in the store, oldest first (by modification time), at most `limit` of the
+    /// newest; files that cannot be read are skipped (logged by the caller's parse).
+    pub fn records(&self, limit: usize) -> Vec<(String, Vec<u8>)> {
+        let names: Vec<String> = match self.index.lock() {
+            Ok(g) => {
+                g.0.iter()
+                    .filter(|i| i.name.ends_with(".json"))
+                    .map(|i| i.name.clone())
+                    .collect()
+            }
+            Err(_) => return Vec::new(),
+        };
+        let skip = names.len().saturating_sub(limit);
+        names
+            .into_iter()
+            .skip(skip)
+            .filter_map(|n| {
+                let bytes = fs::read(self.dir.join(&n)).ok()?;
+                Some((n, bytes))
+            })
+            .collect()
+    }
+
+    /// The path of evidence file `name` (`<id>.jpg` or `<id>.wav`) when the store holds it;
+    /// `None` for any other name (so a web route cannot be walked out of the directory).
+    pub fn media_path(&self, name: &str) -> Option<PathBuf> {
+        let ok = name
+            .strip_suffix(".jpg")
+            .or_else(|| name.strip_suffix(".wav"))
+            .is_some_and(safe_id);
+        let held = self
+            .index
+            .lock()
+            .map(|g| g.0.iter().any(|i| i.name == name))
+            .unwrap_or(false);
+        (ok && held).then(|| self.dir.join(name))
     }
 
     fn write_atomic(
@@ -409,5 +463,33 @@ mod tests {
         );
         assert!(matches!(e, Err(EvidenceError::BadFrame { .. })));
         assert!(!s.jpeg_path("ok").exists());
+    }
+
+    #[test]
+    fn records_survive_a_reopen_and_only_held_media_is_served() {
+        let t = tempfile::tempdir().unwrap();
+        let s = EvidenceStore::open(&cfg(t.path(), 1 << 20)).unwrap();
+        s.save_record("ev-1", br#"{"id":"ev-1"}"#).unwrap();
+        s.save_record("ev-2", br#"{"id":"ev-2"}"#).unwrap();
+        s.save_record("ev-1", br#"{"id":"ev-1","kind":"end"}"#)
+            .unwrap();
+        assert!(s.save_record("../x", b"{}").is_err());
+        let rgb = noise_frame(8, 8, 3);
+        let frame = FrameRef {
+            width: 8,
+            height: 8,
+            rgb: &rgb,
+        };
+        s.save("ev-2", Some(frame), None).unwrap();
+        let s2 = EvidenceStore::open(&cfg(t.path(), 1 << 20)).unwrap();
+        let recs = s2.records(10);
+        assert_eq!(recs.len(), 2, "one record per id: {recs:?}");
+        let ev1 = recs.iter().find(|(n, _)| n == "ev-1.json").unwrap();
+        assert_eq!(ev1.1, br#"{"id":"ev-1","kind":"end"}"#.to_vec());
+        assert_eq!(s2.records(1).len(), 1);
+        assert_eq!(s2.media_path("ev-2.jpg"), Some(t.path().join("ev-2.jpg")));
+        for bad in ["ev-2.wav", "ev-1.json", "../ev-2.jpg", "x.txt", "ev-9.jpg"] {
+            assert_eq!(s2.media_path(bad), None, "{bad}");
+        }
     }
 }

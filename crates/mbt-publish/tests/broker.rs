@@ -46,6 +46,11 @@ pub struct Broker {
 impl Broker {
     /// `None` (after a loud message) when mosquitto is not installed.
     pub fn new(port: u16) -> Option<Broker> {
+        Self::with_conf(port, "")
+    }
+
+    /// [`Broker::new`] with `extra` appended to its mosquitto.conf (another listener, TLS).
+    pub fn with_conf(port: u16, extra: &str) -> Option<Broker> {
         let Some(bin) = mosquitto_bin() else {
             eprintln!(
                 "\n*** SKIPPED: mosquitto is not installed (apt-get install mosquitto; \
@@ -65,7 +70,7 @@ impl Broker {
         let conf = format!(
             "{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
              persistence_location {}/\nautosave_interval 1\nmax_queued_messages 0\n\
-             max_inflight_messages 0\nlog_dest stderr\nlog_type error\n",
+             max_inflight_messages 0\nlog_dest stderr\nlog_type error\n{extra}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("mosquitto.conf"), conf).expect("writing mosquitto.conf");

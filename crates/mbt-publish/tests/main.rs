@@ -8,7 +8,7 @@
 mod broker;
 mod common;
 mod config_files;
-mod metrics_http;
 mod mqtt_faults;
+mod mqtt_tls;
 mod postcard_frames;
 mod sigkill;

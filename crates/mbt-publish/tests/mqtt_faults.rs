@@ -135,6 +135,22 @@ async fn outage(outage: Duration, n: usize, every: Duration) {
     assert!(all
         .iter()
         .any(|(t, _, _)| t == "homeassistant/sensor/testdev_glass_breaking_score/config"));
+    // Home Assistant's event entity: its config lists the labels, and each new event arrives
+    // as `{"event_type": <label>}` on its state topic.
+    let ha_event = all
+        .iter()
+        .find(|(t, _, _)| t == "homeassistant/event/testdev_detection/config")
+        .expect("event entity discovery");
+    let cfg: serde_json::Value = serde_json::from_slice(&ha_event.1).unwrap();
+    assert_eq!(cfg["state_topic"], "mbt/testdev/detection");
+    assert!(cfg["event_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l == "glass_breaking"));
+    assert!(all.iter().any(|(t, p, _)| t == "mbt/testdev/detection"
+        && serde_json::from_slice::<serde_json::Value>(p)
+            .is_ok_and(|v| v["event_type"] == "glass_breaking")));
 
     sink.shutdown(Duration::from_secs(2)).await;
     rx.wait_for("offline on shutdown", Duration::from_secs(5), |r| {

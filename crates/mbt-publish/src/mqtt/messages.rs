@@ -8,10 +8,15 @@
 //! | `<prefix>/<device>/<label>/state` | `ON` / `OFF` | yes |
 //! | `<prefix>/<device>/<label>/score` | the event's score, `0` after its end | yes |
 //! | `<prefix>/<device>/<label>/snapshot` | the event's key frame, JPEG | yes |
+//! | `<prefix>/<device>/detection` | on `new`: `{"event_type": <label>, ...}` (HA's event entity) | no |
 //! | `<prefix>/<device>/availability` | `online` / `offline` (also the last will) | yes |
 //! | `<discovery>/binary_sensor/<device>_<label>/config` | Home Assistant discovery | yes |
 //! | `<discovery>/sensor/<device>_<label>_score/config` | Home Assistant discovery | yes |
 //! | `<discovery>/image/<device>_<label>_snapshot/config` | Home Assistant discovery (with snapshots) | yes |
+//! | `<discovery>/event/<device>_detection/config` | Home Assistant discovery: one event entity, `event_types` = the labels | yes |
+//!
+//! The event entity lets an automation trigger on "an event of type dog_barking" (HA's MQTT
+//! event platform) instead of watching a binary sensor flip.
 //!
 //! `before` is the previous record of the same event id (for `new`: the same as `after`);
 //! `after` is the event (see `mbt_core::event::Event`) plus `device` and `has_snapshot`.
@@ -72,6 +77,17 @@ impl Topics {
     }
     pub fn snapshot(&self, label: &str) -> String {
         format!("{}/{}/snapshot", self.base(), label_level(label))
+    }
+    /// Home Assistant's event entity reads this: one message per new event.
+    pub fn detection(&self) -> String {
+        format!("{}/detection", self.base())
+    }
+    pub fn discovery_event(&self) -> String {
+        format!(
+            "{}/event/{}_detection/config",
+            self.discovery_prefix,
+            label_level(&self.device)
+        )
     }
     /// Home Assistant publishes `online` here when it (re)starts: the cue to resend discovery.
     pub fn ha_status(&self) -> String {
@@ -168,6 +184,23 @@ pub fn event_messages(
             retain: true,
         },
     ];
+    if after.kind == EventKind::New {
+        let detection = json!({
+            "event_type": after.label,
+            "id": after.id,
+            "score": after.score,
+            "score_audio": after.score_audio,
+            "score_video": after.score_video,
+            "modalities": after.modalities,
+            "start_ms": after.start_ms,
+            "model_version": after.model_version,
+        });
+        out.push(Message {
+            topic: t.detection(),
+            payload: detection.to_string().into_bytes(),
+            retain: false,
+        });
+    }
     if let (Some(jpeg), true) = (snapshot, on) {
         out.push(Message {
             topic: t.snapshot(&after.label),
@@ -179,7 +212,8 @@ pub fn event_messages(
 }
 
 /// Home Assistant discovery: per label a binary sensor (the state), a sensor (the score) and,
-/// with snapshots, an image entity; all tied to one device and to the availability topic.
+/// with snapshots, an image entity; one event entity whose event types are the labels; all
+/// tied to one device and to the availability topic.
 pub fn discovery(t: &Topics, labels: &[String], sw_version: &str, snapshots: bool) -> Vec<Message> {
     let device = json!({
         "identifiers": [format!("mbt-edge_{}", t.device)],
@@ -242,6 +276,21 @@ pub fn discovery(t: &Topics, labels: &[String], sw_version: &str, snapshots: boo
             });
         }
     }
+    if !labels.is_empty() {
+        let mut e = json!({
+            "name": "detection",
+            "unique_id": format!("{}_detection", t.device),
+            "state_topic": t.detection(),
+            "event_types": labels,
+            "qos": 1,
+        });
+        avail(&mut e);
+        out.push(Message {
+            topic: t.discovery_event(),
+            payload: e.to_string().into_bytes(),
+            retain: true,
+        });
+    }
     out
 }
 
@@ -270,9 +319,14 @@ mod tests {
                 "mbt/porch/events",
                 "mbt/porch/glass_breaking/state",
                 "mbt/porch/glass_breaking/score",
+                "mbt/porch/detection",
                 "mbt/porch/glass_breaking/snapshot"
             ]
         );
+        let d: Value = serde_json::from_slice(&msgs[3].payload).unwrap();
+        assert_eq!(d["event_type"], "glass_breaking");
+        assert_eq!(d["id"], "e1");
+        assert!(!msgs[3].retain, "an event is not a state");
         let v: Value = serde_json::from_slice(&msgs[0].payload).unwrap();
         assert_eq!(v["type"], "new");
         assert_eq!(v["after"]["id"], "e1");
@@ -286,7 +340,7 @@ mod tests {
         let mut end = event("e1", EventKind::End);
         end.end_ms = Some(5);
         let msgs = event_messages(&t, Some(&new), &end, Some(vec![1]));
-        assert_eq!(msgs.len(), 3, "no snapshot on end");
+        assert_eq!(msgs.len(), 3, "no snapshot and no detection on end");
         let v: Value = serde_json::from_slice(&msgs[0].payload).unwrap();
         assert_eq!(v["type"], "end");
         assert_eq!(v["before"]["kind"], "new");
@@ -304,7 +358,7 @@ mod tests {
             "0.1.0",
             true,
         );
-        assert_eq!(msgs.len(), 6);
+        assert_eq!(msgs.len(), 7);
         assert_eq!(
             msgs[0].topic,
             "homeassistant/binary_sensor/porch_glass_breaking/config"
@@ -329,7 +383,12 @@ mod tests {
         assert_eq!(b["device"]["identifiers"][0], "mbt-edge_porch");
         let s: Value = serde_json::from_slice(&msgs[1].payload).unwrap();
         assert_eq!(s["state_topic"], "mbt/porch/glass_breaking/score");
-        assert_eq!(discovery(&t, &["a".into()], "v", false).len(), 2);
+        let ev: Value = serde_json::from_slice(&msgs[6].payload).unwrap();
+        assert_eq!(msgs[6].topic, "homeassistant/event/porch_detection/config");
+        assert_eq!(ev["state_topic"], "mbt/porch/detection");
+        assert_eq!(ev["event_types"], json!(["glass_breaking", "door slam/2"]));
+        assert_eq!(ev["availability_topic"], "mbt/porch/availability");
+        assert_eq!(discovery(&t, &["a".into()], "v", false).len(), 3);
     }
 
     #[test]

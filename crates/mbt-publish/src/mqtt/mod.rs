@@ -72,6 +72,7 @@ pub struct MqttSink {
     spool: SharedSpool,
     metrics: SinkMetrics,
     connected: Arc<AtomicBool>,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -96,6 +97,7 @@ impl MqttSink {
             discovery_prefix: cfg.discovery_prefix.clone(),
         };
         let connected = Arc::new(AtomicBool::new(false));
+        let last_error = Arc::new(std::sync::Mutex::new(None));
         let (stop, stop_rx) = watch::channel(false);
         let driver = Driver {
             opts,
@@ -117,6 +119,7 @@ impl MqttSink {
                 Duration::from_millis(cfg.reconnect_max_ms),
             ),
             connected: connected.clone(),
+            last_error: last_error.clone(),
             last: HashMap::new(),
             sent_upto: None,
         };
@@ -125,6 +128,7 @@ impl MqttSink {
             spool,
             metrics,
             connected,
+            last_error,
             stop,
             task: Some(task),
         })
@@ -144,6 +148,12 @@ impl MqttSink {
 
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Why the last connection attempt or session failed (cleared on connect): what a status
+    /// page or a test shows instead of "not connected".
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|g| g.clone())
     }
 
     pub fn spool(&self) -> &SharedSpool {
@@ -262,11 +272,24 @@ struct Driver {
     metrics: SinkMetrics,
     backoff: Backoff,
     connected: Arc<AtomicBool>,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
     /// The last record of each open event, for `before`.
     last: HashMap<String, Event>,
     /// The furthest spool position ever published (a record ending at or before it that is
     /// published again is a redelivery).
     sent_upto: Option<Position>,
+}
+
+/// A certificate failure names what to check: rustls says *what* failed (an unknown issuer,
+/// a name the certificate does not list), not which setting fixes it.
+fn with_tls_hint(reason: String) -> String {
+    if reason.contains("NotValidForName") || reason.contains("not valid for name") {
+        format!("{reason} (the host in mqtt.url must be a name the broker's certificate lists)")
+    } else if reason.contains("invalid peer certificate") || reason.contains("UnknownIssuer") {
+        format!("{reason} (mqtt.ca_file must hold the CA that signed the broker's certificate)")
+    } else {
+        reason
+    }
 }
 
 impl Driver {
@@ -279,6 +302,10 @@ impl Driver {
             match self.session(&mut stop).await {
                 End::Stopped => return,
                 End::Failed(reason) => {
+                    let reason = with_tls_hint(reason);
+                    if let Ok(mut g) = self.last_error.lock() {
+                        *g = Some(reason.clone());
+                    }
                     let was = self.connected.swap(false, Ordering::Relaxed);
                     self.metrics.connected.set(0.0);
                     if was || !outage_logged {
@@ -510,6 +537,9 @@ impl Driver {
         }
         self.connected.store(true, Ordering::Relaxed);
         self.metrics.connected.set(1.0);
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = None;
+        }
         self.backoff.reset();
         tracing::info!(
             "mqtt: connected; {} spooled events to send",
