@@ -107,21 +107,8 @@ fn live_events_and_timeline_pages_in_headless_chromium() {
         .iter()
         .map(|e| e["label"].as_str().unwrap().to_string())
         .collect();
-    let d = Daemon::start(
-        &[
-            "--set",
-            "model.path=models/edge.onnx",
-            "--set",
-            "audio.source=replay",
-            "--set",
-            "video.source=replay",
-            "--set",
-            "replay.realtime=true",
-            "--set",
-            "web.linger_s=120",
-        ],
-        &state,
-    );
+    let paced = ["--set", "replay.realtime=true", "--set", "web.linger_s=120"];
+    let d = Daemon::start(&[&crate::common::DEMO[..], &paced].concat(), &state);
     let base = format!("http://{}", d.addr);
     let (_driver, port) = chromedriver();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -86,17 +86,20 @@ pub fn mbtd(args: &[&str]) -> Output {
     mbtd_with_state(args, STATE.get_or_init(|| temp_dir("state")))
 }
 
+/// The bundled model replaying the bundled demo clip (`replay.clip`'s default).
+pub const DEMO: [&str; 6] = [
+    "--set",
+    "model.path=models/edge.onnx",
+    "--set",
+    "audio.source=replay",
+    "--set",
+    "video.source=replay",
+];
+
 /// [`mbtd`] on the bundled demo clip (`models/demo`, replayed) with the bundled model
 /// (`models/edge.onnx`): the README's main job; `extra` arguments appended.
 pub fn mbtd_demo(extra: &[&str]) -> Output {
-    let mut args = vec![
-        "--set",
-        "model.path=models/edge.onnx",
-        "--set",
-        "audio.source=replay",
-        "--set",
-        "video.source=replay",
-    ];
+    let mut args = DEMO.to_vec();
     args.extend_from_slice(extra);
     mbtd(&args)
 }

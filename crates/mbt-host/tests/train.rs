@@ -276,6 +276,27 @@ fn sigint_saves_a_checkpoint_that_resumes() {
 
 /// `mbt eval` of `model` on the test data set, 2 crops, `extra` arguments appended; the
 /// report it wrote.
+/// Evaluates checkpoint `ckpt` (with `extra` arguments) and its export `onnx` on ONNX Runtime
+/// over the 12 test clips; asserts their predictions agree but for at most one clip (the
+/// cached features are f16) and returns the checkpoint's predictions.
+fn scores_like_checkpoint(ckpt: &Path, onnx: &Path, root: &Path, extra: &[&str]) -> Vec<Value> {
+    let a = eval_json(ckpt, &root.join("eval-ckpt"), extra);
+    let lib = onnxruntime_library();
+    let b = eval_json(
+        onnx,
+        &root.join("eval-ort"),
+        &["--backend", "ort", "--ort-lib", &lib],
+    );
+    let (pa, pb) = (
+        a["evaluation"]["predictions"].as_array().unwrap(),
+        b["evaluation"]["predictions"].as_array().unwrap(),
+    );
+    assert_eq!(pa.len(), 12);
+    let same = pa.iter().zip(pb).filter(|(x, y)| x == y).count();
+    assert!(same >= 11, "checkpoint {pa:?} vs export {pb:?}");
+    pa.clone()
+}
+
 fn eval_json(model: &Path, out: &Path, extra: &[&str]) -> Value {
     let (model, data, out_s) = (
         model.to_string_lossy(),
@@ -560,20 +581,7 @@ fn a_model_with_trunks_trains_on_cached_features_and_its_export_scores_like_it()
         arg(&onnx),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let a = eval_json(&run, &root.join("eval-ckpt"), &[]);
-    let lib = onnxruntime_library();
-    let b = eval_json(
-        &onnx,
-        &root.join("eval-ort"),
-        &["--backend", "ort", "--ort-lib", &lib],
-    );
-    let (pa, pb) = (
-        a["evaluation"]["predictions"].as_array().unwrap(),
-        b["evaluation"]["predictions"].as_array().unwrap(),
-    );
-    assert_eq!(pa.len(), 12);
-    let same = pa.iter().zip(pb).filter(|(x, y)| x == y).count();
-    assert!(same >= 11, "checkpoint {pa:?} vs export {pb:?}");
+    scores_like_checkpoint(&run, &onnx, &root, &[]);
     // The export names its trunks.
     let bytes = std::fs::read(&onnx).unwrap();
     for t in ["mbt.trunks", "yamnet", "efficientnet-lite0", "Apache-2.0"] {
@@ -662,20 +670,8 @@ fn finetune_last_trains_on_its_own_cache_and_its_export_scores_like_it() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let logits = root.join("logits.json");
-    let a = eval_json(&fine, &root.join("eval-ckpt"), &["--logits", arg(&logits)]);
-    let lib = onnxruntime_library();
-    let b = eval_json(
-        &onnx,
-        &root.join("eval-ort"),
-        &["--backend", "ort", "--ort-lib", &lib],
-    );
-    let (pa, pb) = (
-        a["evaluation"]["predictions"].as_array().unwrap(),
-        b["evaluation"]["predictions"].as_array().unwrap(),
-    );
-    assert_eq!(pa.len(), 12);
-    let same = pa.iter().zip(pb).filter(|(x, y)| x == y).count();
-    assert!(same >= 11, "checkpoint {pa:?} vs export {pb:?}");
+    let pa = scores_like_checkpoint(&fine, &onnx, &root, &["--logits", arg(&logits)]);
+    let pa = &pa;
     // `--logits`: one row per clip whose argmax is the reported prediction.
     let l: Value = serde_json::from_slice(&std::fs::read(&logits).unwrap()).unwrap();
     let rows = l["logits"].as_array().unwrap();
