@@ -29,6 +29,7 @@ fn ctx() -> MqttContext {
         labels: labels(),
         evidence_dir: None,
         sw_version: "test".into(),
+        control: None,
     }
 }
 

@@ -53,6 +53,7 @@ fn sink(url: String, ca: &Path, spool: &Path) -> MqttSink {
         labels: labels(),
         evidence_dir: None,
         sw_version: "test".into(),
+        control: None,
     };
     MqttSink::start(&cfg, SpoolOptions::new(spool), ctx, metrics).unwrap()
 }

@@ -95,6 +95,7 @@ async fn run(cli: Cli) -> Result<bool, Error> {
             labels: cli.labels.clone(),
             evidence_dir: cfg.evidence.enabled.then(|| cfg.evidence.dir()),
             sw_version: env!("CARGO_PKG_VERSION").into(),
+            control: None,
         };
         Some(
             MqttSink::start(

@@ -21,6 +21,7 @@
 //! packet id: rumqttc reports `Outgoing::Publish(pkid)` for our publishes in the order we made
 //! them, and a fresh client per connection means nothing else is in flight.
 
+pub mod control;
 pub mod messages;
 #[cfg(feature = "tls")]
 mod tls;
@@ -65,6 +66,19 @@ pub struct MqttContext {
     pub evidence_dir: Option<PathBuf>,
     /// Shown in Home Assistant's device info.
     pub sw_version: String,
+    /// Run-time tuning and model reloads: what to announce (replaces `labels` once given) and
+    /// where commands from `.../set` topics go. `None`: static labels, no commands.
+    pub control: Option<ControlLink>,
+}
+
+/// The daemon's end of run-time tuning over MQTT (see [`control`]).
+#[derive(Debug, Clone)]
+pub struct ControlLink {
+    /// The labels, model version and per-label tuning to announce; the driver re-announces
+    /// (discovery and retained states) whenever it changes.
+    pub announce: watch::Receiver<control::Announce>,
+    /// Commands read from `<prefix>/<device>/<label>/threshold/set` and `.../enabled/set`.
+    pub commands: mpsc::Sender<control::Command>,
 }
 
 /// The sink's front end (see the module docs).
@@ -109,7 +123,12 @@ impl MqttSink {
             } else {
                 None
             },
+            announced: control::Announce {
+                labels: ctx.labels.clone(),
+                ..Default::default()
+            },
             labels: ctx.labels,
+            control: ctx.control,
             sw_version: ctx.sw_version,
             window: cfg.max_inflight,
             spool: spool.clone(),
@@ -266,6 +285,9 @@ struct Driver {
     discovery: bool,
     snapshot_dir: Option<PathBuf>,
     labels: Vec<String>,
+    control: Option<ControlLink>,
+    /// What the last announcement said (to remove entities of labels a reload dropped).
+    announced: control::Announce,
     sw_version: String,
     window: usize,
     spool: SharedSpool,
@@ -344,23 +366,47 @@ impl Driver {
         Ok(())
     }
 
-    fn announce(&self, client: &AsyncClient, fl: &mut Inflight) -> Result<(), String> {
+    /// What to announce now: the daemon's latest, or the static labels.
+    fn current(&self) -> control::Announce {
+        match &self.control {
+            Some(c) => c.announce.borrow().clone(),
+            None => control::Announce {
+                labels: self.labels.clone(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// `online`, the discovery configs (and removals for labels no longer there), and the
+    /// retained tuning states.
+    fn announce(&mut self, client: &AsyncClient, fl: &mut Inflight) -> Result<(), String> {
+        let now = self.current();
         self.publish(
             client,
             fl,
             messages::availability(&self.topics, true),
             Tag::Control,
         )?;
+        let mut out = Vec::new();
         if self.discovery {
-            for m in messages::discovery(
+            out.extend(control::removed(&self.topics, &self.announced, &now));
+            out.extend(messages::discovery(
                 &self.topics,
-                &self.labels,
+                &now.labels,
                 &self.sw_version,
                 self.snapshot_dir.is_some(),
-            ) {
-                self.publish(client, fl, m, Tag::Control)?;
-            }
+            ));
+            out.extend(control::discovery_controls(
+                &self.topics,
+                &now,
+                &self.sw_version,
+            ));
         }
+        out.extend(control::state_messages(&self.topics, &now));
+        for m in out {
+            self.publish(client, fl, m, Tag::Control)?;
+        }
+        self.announced = now;
         Ok(())
     }
 
@@ -502,13 +548,32 @@ impl Driver {
                 tracing::info!("mqtt: Home Assistant (re)started; sending discovery again");
                 self.announce(client, fl)?;
             }
+            MqttEvent::Incoming(Packet::Publish(p)) => {
+                let Some(link) = &self.control else {
+                    return Ok(());
+                };
+                if let Some(cmd) = control::parse_command(
+                    &self.topics,
+                    &self.announced.labels,
+                    &p.topic,
+                    &p.payload,
+                ) {
+                    if link.commands.try_send(cmd).is_err() {
+                        tracing::warn!(
+                            "mqtt: command on {} dropped: the daemon is not taking commands",
+                            p.topic
+                        );
+                    }
+                }
+            }
             _ => {}
         }
         Ok(())
     }
 
     async fn session(&mut self, stop: &mut watch::Receiver<bool>) -> End {
-        let cap = self.window * 4 + self.labels.len() * 3 + 64;
+        let labels = self.current().labels.len().max(self.labels.len());
+        let cap = self.window * 4 + labels * 12 + 64;
         let (client, mut eventloop) = AsyncClient::new(self.opts.clone(), cap);
         let mut net = rumqttc::NetworkOptions::new();
         net.set_connection_timeout(self.connect_timeout.max(1));
@@ -553,6 +618,11 @@ impl Driver {
         if self.discovery {
             let _ = client.try_subscribe(self.topics.ha_status(), QoS::AtLeastOnce);
         }
+        if self.control.is_some() {
+            for f in self.topics.command_filters() {
+                let _ = client.try_subscribe(f, QoS::AtLeastOnce);
+            }
+        }
         let mut read_pos = Position::default();
         loop {
             if let Err(e) = self.fill(&client, &mut fl, &mut read_pos) {
@@ -583,6 +653,11 @@ impl Driver {
                     }
                 }
                 _ = self.spool.appended(), if room => {}
+                _ = announce_changed(&mut self.control) => {
+                    if let Err(e) = self.announce(&client, &mut fl) {
+                        return End::Failed(e);
+                    }
+                }
                 _ = stop.changed() => {
                     self.goodbye(&client, &mut rx, &mut fl).await;
                     drop(poller);
@@ -627,6 +702,19 @@ impl Driver {
         .await;
         self.connected.store(false, Ordering::Relaxed);
         self.metrics.connected.set(0.0);
+    }
+}
+
+/// Resolves when the daemon changed what to announce (never without a control link, or once
+/// the daemon's side is gone).
+async fn announce_changed(c: &mut Option<ControlLink>) {
+    match c {
+        Some(link) => {
+            if link.announce.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 
