@@ -61,6 +61,11 @@ pub struct ModelConfig {
     pub ort_library: String,
     /// ONNX Runtime intra-op threads; 0 leaves its default (one per core).
     pub ort_threads: usize,
+    /// Reload the model when its file changes: checked every this many seconds (0: only on
+    /// SIGHUP). A changed file is loaded once it has looked the same on two checks in a row
+    /// (so a copy still being written is not taken); a model that fails to load or does not
+    /// fit the configuration is refused and the running one kept.
+    pub watch_s: f64,
 }
 
 impl Default for ModelConfig {
@@ -72,6 +77,7 @@ impl Default for ModelConfig {
             ort_providers: Vec::new(),
             ort_library: String::new(),
             ort_threads: 0,
+            watch_s: 2.0,
         }
     }
 }
@@ -268,6 +274,19 @@ pub struct EventsConfig {
     pub update_delta: f32,
     /// Per-label overrides, e.g. `[events.labels.glass_breaking] threshold = 0.8`.
     pub labels: BTreeMap<String, LabelOverride>,
+    /// Thresholds and on/off switches changed at run time (web page, MQTT `.../set` topics)
+    /// are kept here, never in this TOML; they win over `labels` until reset. Default:
+    /// `<state>/tuning.json`, beside the evidence directory.
+    pub tuning_file: Option<PathBuf>,
+}
+
+impl EventsConfig {
+    /// Where run-time threshold and on/off changes are kept (`events.tuning_file`).
+    pub fn tuning_path(&self) -> PathBuf {
+        self.tuning_file
+            .clone()
+            .unwrap_or_else(|| mbt_publish::config::state_dir().join("tuning.json"))
+    }
 }
 
 impl Default for EventsConfig {
@@ -279,6 +298,7 @@ impl Default for EventsConfig {
             cooldown_s: 2.0,
             update_delta: 0.05,
             labels: BTreeMap::new(),
+            tuning_file: None,
         }
     }
 }
@@ -290,6 +310,8 @@ pub struct LabelOverride {
     pub release: Option<f32>,
     pub min_duration_s: Option<f64>,
     pub cooldown_s: Option<f64>,
+    /// `false`: the label is not listened for (no events; its scores are still shown).
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -462,6 +484,23 @@ impl Config {
                     PROVIDERS.join(", ")
                 ),
             });
+        }
+        if !(self.model.watch_s >= 0.0 && self.model.watch_s <= 86_400.0) {
+            return err(
+                "model.watch_s",
+                "expected 0 (reload on SIGHUP only) to 86400 seconds",
+            );
+        }
+        if self
+            .events
+            .tuning_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return err(
+                "events.tuning_file",
+                "empty path (leave it out for the default)",
+            );
         }
         if self.model.max_batch == 0 {
             return err("model.max_batch", "expected at least 1");

@@ -85,6 +85,8 @@ struct Track {
     label: String,
     class: usize,
     params: LabelParams,
+    /// `false`: switched off (`enabled = false`); scores are still watched for peaks.
+    enabled: bool,
     state: State,
     /// End of the latest window in which the label was not active.
     last_inactive_end: Option<Micros>,
@@ -105,36 +107,81 @@ pub struct EventTracker {
 
 impl EventTracker {
     pub fn new(cfg: &EventsConfig, labels: &[String], model_version: &str, clock: Clock) -> Self {
-        let tracks = labels
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.as_str() != NO_EVENT_LABEL)
-            .map(|(class, label)| {
-                let o = cfg.labels.get(label).cloned().unwrap_or_default();
-                Track {
-                    label: label.clone(),
-                    class,
-                    params: LabelParams {
-                        threshold: o.threshold.unwrap_or(cfg.threshold),
-                        release: o.release.unwrap_or(cfg.release),
-                        min_duration_us: secs_to_us(o.min_duration_s.unwrap_or(cfg.min_duration_s)),
-                        cooldown_us: secs_to_us(o.cooldown_s.unwrap_or(cfg.cooldown_s)),
-                    },
-                    state: State::Idle,
-                    last_inactive_end: None,
-                    cooldown_until: 0,
-                    best: None,
-                }
-            })
-            .collect();
         EventTracker {
-            tracks,
+            tracks: tracks(cfg, labels),
             clock,
             model_version: model_version.to_string(),
             run_id: clock.wall_start_ms(),
             count: 0,
             update_delta: cfg.update_delta,
         }
+    }
+
+    /// New thresholds or switches (run-time tuning): a label switched off ends its open
+    /// event now (at the end of its last active window); everything else carries on, with the
+    /// new threshold applying from the next window.
+    pub fn retune(&mut self, cfg: &EventsConfig) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.update_delta = cfg.update_delta;
+        for i in 0..self.tracks.len() {
+            let (params, enabled) = label_params(cfg, &self.tracks[i].label);
+            self.tracks[i].params = params;
+            let was = self.tracks[i].enabled;
+            self.tracks[i].enabled = enabled;
+            if was && !enabled {
+                if let Some(e) = self.close(i) {
+                    out.push(e);
+                }
+            }
+        }
+        out
+    }
+
+    /// Another model took over (a reload): every open event is ended under the old model's
+    /// version, the labels are the new model's, and event ids go on counting (they stay unique
+    /// over the run). A label still active reopens under the new version on its next window.
+    pub fn switch_model(
+        &mut self,
+        cfg: &EventsConfig,
+        labels: &[String],
+        model_version: &str,
+    ) -> Vec<Event> {
+        let out = self.finish();
+        self.tracks = tracks(cfg, labels);
+        self.update_delta = cfg.update_delta;
+        self.model_version = model_version.to_string();
+        out
+    }
+
+    pub fn model_version(&self) -> &str {
+        &self.model_version
+    }
+
+    /// Ends track `i`'s open event (pending ones were never reported: dropped).
+    fn close(&mut self, i: usize) -> Option<Event> {
+        let state = std::mem::replace(&mut self.tracks[i].state, State::Idle);
+        let State::Open {
+            id,
+            start,
+            last_end,
+            peak,
+            modalities,
+            ..
+        } = state
+        else {
+            return None;
+        };
+        let label = self.tracks[i].label.clone();
+        let t = &mut self.tracks[i];
+        t.cooldown_until = last_end + t.params.cooldown_us;
+        Some(self.event(
+            EventKind::End,
+            &id,
+            &label,
+            peak,
+            modalities,
+            (start, Some(last_end)),
+        ))
     }
 
     /// The parameters in force for `label` (None for `none` or an unknown label).
@@ -186,6 +233,9 @@ impl EventTracker {
                 self.tracks[i].best = Some((score, w.start_us, w.end_us));
             }
             let t = &self.tracks[i];
+            if !t.enabled {
+                continue;
+            }
             let peak_here = Peak {
                 score,
                 audio: w.audio.as_ref().and_then(|p| p.get(c).copied()),
@@ -348,25 +398,8 @@ impl EventTracker {
     pub fn finish(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
         for i in 0..self.tracks.len() {
-            let state = std::mem::replace(&mut self.tracks[i].state, State::Idle);
-            if let State::Open {
-                id,
-                start,
-                last_end,
-                peak,
-                modalities,
-                ..
-            } = state
-            {
-                let label = self.tracks[i].label.clone();
-                out.push(self.event(
-                    EventKind::End,
-                    &id,
-                    &label,
-                    peak,
-                    modalities,
-                    (start, Some(last_end)),
-                ));
+            if let Some(e) = self.close(i) {
+                out.push(e);
             }
         }
         out
@@ -376,6 +409,41 @@ impl EventTracker {
         self.count += 1;
         format!("{}-{:04}", self.run_id, self.count)
     }
+}
+
+/// A label's parameters and whether it is listened for.
+fn label_params(cfg: &EventsConfig, label: &str) -> (LabelParams, bool) {
+    let o = cfg.labels.get(label).cloned().unwrap_or_default();
+    (
+        LabelParams {
+            threshold: o.threshold.unwrap_or(cfg.threshold),
+            release: o.release.unwrap_or(cfg.release),
+            min_duration_us: secs_to_us(o.min_duration_s.unwrap_or(cfg.min_duration_s)),
+            cooldown_us: secs_to_us(o.cooldown_s.unwrap_or(cfg.cooldown_s)),
+        },
+        o.enabled.unwrap_or(true),
+    )
+}
+
+fn tracks(cfg: &EventsConfig, labels: &[String]) -> Vec<Track> {
+    labels
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.as_str() != NO_EVENT_LABEL)
+        .map(|(class, label)| {
+            let (params, enabled) = label_params(cfg, label);
+            Track {
+                label: label.clone(),
+                class,
+                params,
+                enabled,
+                state: State::Idle,
+                last_inactive_end: None,
+                cooldown_until: 0,
+                best: None,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -601,5 +669,93 @@ mod tests {
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[1].kind, EventKind::Update);
         assert!(ev[1].modalities.audio && !ev[1].modalities.video);
+    }
+
+    fn with_label(label: &str, o: crate::config::LabelOverride) -> EventsConfig {
+        let mut c = EventsConfig {
+            cooldown_s: 0.0,
+            ..Default::default()
+        };
+        c.labels.insert(label.into(), o);
+        c
+    }
+
+    #[test]
+    fn switching_a_label_off_ends_its_event_and_keeps_it_silent_until_back_on() {
+        let mut t = tracker(with_label("glass", Default::default()));
+        let mut ev = run(&mut t, &[(0.9, 0.0), (0.9, 0.0)]);
+        assert_eq!(brief(&ev), vec![(EventKind::New, "glass", 0.0, None)]);
+        let off = with_label(
+            "glass",
+            crate::config::LabelOverride {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        );
+        // Ended at the end of its last active window ([1, 3)).
+        ev = t.retune(&off);
+        assert_eq!(brief(&ev), vec![(EventKind::End, "glass", 0.0, Some(3.0))]);
+        for k in 2..5 {
+            assert!(t.observe(&win(k, 0.95, 0.0)).is_empty(), "switched off");
+        }
+        // The door is unaffected; back on, glass opens again on its next window.
+        assert!(t
+            .retune(&with_label("glass", Default::default()))
+            .is_empty());
+        ev = t.observe(&win(5, 0.95, 0.6));
+        assert_eq!(
+            brief(&ev),
+            vec![
+                (EventKind::New, "glass", 5.0, None),
+                // Door's window 4 = [4, 6) did not see it: onset after 6 s.
+                (EventKind::New, "door", 6.0, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_threshold_applies_from_the_next_window() {
+        let mut t = tracker(with_label("glass", Default::default()));
+        assert!(run(&mut t, &[(0.4, 0.0)]).is_empty());
+        let low = with_label(
+            "glass",
+            crate::config::LabelOverride {
+                threshold: Some(0.35),
+                release: Some(0.3),
+                ..Default::default()
+            },
+        );
+        assert!(t.retune(&low).is_empty());
+        assert_eq!(t.params("glass").map(|p| p.threshold), Some(0.35));
+        let ev = t.observe(&win(1, 0.4, 0.0));
+        // Window 0 = [0, 2) was below the old threshold: onset after 2 s.
+        assert_eq!(brief(&ev), vec![(EventKind::New, "glass", 2.0, None)]);
+    }
+
+    #[test]
+    fn a_model_switch_ends_open_events_and_ids_stay_unique() {
+        let mut t = tracker(EventsConfig::default());
+        let first = run(&mut t, &[(0.9, 0.0)]);
+        let ev = t.switch_model(
+            &EventsConfig::default(),
+            &["glass".into(), "door".into(), "cat".into(), "none".into()],
+            "test-2",
+        );
+        assert_eq!(brief(&ev), vec![(EventKind::End, "glass", 0.0, Some(2.0))]);
+        assert_eq!(ev[0].model_version, "test-1");
+        assert_eq!(ev[0].id, first[0].id);
+        // Four classes now: the still-active glass reopens under the new version.
+        let mut w = win(1, 0.9, 0.0);
+        w.fused = vec![0.9, 0.0, 0.0, 0.1];
+        let ev = t.observe(&w);
+        assert_eq!(brief(&ev), vec![(EventKind::New, "glass", 1.0, None)]);
+        assert_eq!(ev[0].model_version, "test-2");
+        assert_ne!(ev[0].id, first[0].id);
+        w.fused = vec![0.0, 0.0, 0.8, 0.2];
+        w.index = 2;
+        let ev = t.observe(&w);
+        assert!(ev
+            .iter()
+            .any(|e| e.label == "cat" && e.kind == EventKind::New));
     }
 }

@@ -18,6 +18,9 @@
 //!   the durable spool), the metrics endpoint, evidence files per event;
 //! * [`pipeline`]: the tokio wiring of all of the above, and clean shutdown;
 //! * [`stats`]: the counters of everything dropped, skipped, late or recovered;
+//! * [`tuning`]: thresholds and on/off per label changed at run time (web, MQTT), kept in a
+//!   state file of their own;
+//! * [`reload`]: a new model without a restart (SIGHUP, or its file changed);
 //! * [`web`]: the page on the board (live scores and camera, events with evidence, timeline)
 //!   and its JSON API, the Prometheus endpoint.
 
@@ -29,9 +32,11 @@ pub mod events;
 pub mod pipeline;
 pub mod publish;
 pub mod queue;
+pub mod reload;
 pub mod sink;
 pub mod source;
 pub mod stats;
+pub mod tuning;
 pub mod web;
 pub mod window;
 

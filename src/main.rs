@@ -57,7 +57,19 @@ async fn signals(tx: watch::Sender<bool>) {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cfg = mbtd::load_config(cli.config.as_deref(), &cli.overrides)?;
     if cli.print_config {
-        print!("{}", toml::to_string_pretty(&cfg)?);
+        // Run-time changes (web page, MQTT) win over the file: show what is in force.
+        let path = cfg.events.tuning_path();
+        let runtime = mbtd::tuning::load(&path)?;
+        let mut shown = cfg.clone();
+        shown.events = mbtd::tuning::overlay(&cfg.events, &runtime);
+        if !runtime.is_empty() {
+            println!(
+                "# events.labels include run-time changes from {} (labels: {}); reset them from the web page or MQTT",
+                path.display(),
+                runtime.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        print!("{}", toml::to_string_pretty(&shown)?);
         return Ok(ExitCode::SUCCESS);
     }
     if !cfg.model.path.exists() {

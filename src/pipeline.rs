@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backend;
 use crate::clock::{secs_to_us, Clock};
-use crate::config::{Config, EventsConfig};
+use crate::config::Config;
 use crate::detector::{check_model, Detector, Scored, WindowMedia};
 use crate::events::{EventTracker, LabelPeak};
 use crate::publish::{EvidenceWriter, PipelineMetrics};
@@ -43,7 +43,9 @@ use crate::source::synthetic::{SyntheticAudio, SyntheticVideo};
 use crate::source::v4l2::{CameraRequest, CameraSource, PixelFormat, V4l2Device};
 use crate::source::{supervise, Backoff, Modality, Source, SourceMsg};
 use crate::stats::{Report, Stats};
+use crate::tuning::{Change, Controls};
 use crate::window::{StreamState, Window, WindowSpec, Windower};
+use mbt_publish::mqtt::control::{Announce, Command, LabelControl};
 
 /// Everything a run needs, built from the configuration by [`build`] (or by hand in tests and
 /// embedding programs, with their own sources, backend and sinks).
@@ -56,7 +58,8 @@ pub struct Pipeline {
     pub spec: WindowSpec,
     pub queue: usize,
     pub overflow: Overflow,
-    pub events: EventsConfig,
+    /// Thresholds and switches in force (TOML + model + run-time changes), and their owner.
+    pub controls: Arc<Controls>,
     pub backoff: Backoff,
     /// Evidence files per event (`[evidence]`); the detector must keep media for it.
     pub evidence: Option<Arc<mbt_publish::evidence::EvidenceStore>>,
@@ -64,6 +67,35 @@ pub struct Pipeline {
     pub metrics: Option<PipelineMetrics>,
     /// The web page, bound and not yet serving (`[web]`).
     pub web: Option<crate::web::Web>,
+    /// The counters (shared with the tuning controls and the web page).
+    pub stats: Arc<Stats>,
+    /// The MQTT side of run-time tuning (with `[mqtt]` on).
+    pub mqtt_bridge: Option<MqttBridge>,
+    /// Reloading the model while running (SIGHUP, `model.watch_s`); `None`: never.
+    pub reload: Option<Arc<crate::reload::ReloadSpec>>,
+}
+
+/// The daemon's end of the MQTT control link: what to announce, and the commands received.
+pub struct MqttBridge {
+    pub announce: watch::Sender<Announce>,
+    pub commands: mpsc::Receiver<Command>,
+}
+
+/// What MQTT announces for the tuning in force.
+pub fn announce_of(eff: &crate::tuning::Effective) -> Announce {
+    Announce {
+        labels: eff.labels.clone(),
+        model_version: eff.model_version.clone(),
+        controls: eff
+            .states
+            .iter()
+            .map(|s| LabelControl {
+                label: s.label.clone(),
+                threshold: s.threshold,
+                enabled: s.enabled,
+            })
+            .collect(),
+    }
 }
 
 /// What a run did: its counters, plus what ran.
@@ -196,12 +228,28 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
         _ => None,
     };
     check_model(cfg, &meta, video_fps)?;
+    let stats = Arc::new(Stats::default());
+    let controls = Arc::new(Controls::new(&cfg.events, &meta, stats.clone())?);
+    let (mqtt_control, mqtt_bridge) = if cfg.mqtt.enabled {
+        let (announce, announce_rx) = watch::channel(announce_of(&controls.current()));
+        let (commands_tx, commands) = mpsc::channel(64);
+        (
+            Some(mbt_publish::mqtt::ControlLink {
+                announce: announce_rx,
+                commands: commands_tx,
+            }),
+            Some(MqttBridge { announce, commands }),
+        )
+    } else {
+        (None, None)
+    };
 
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if cfg.sink.stdout {
         sinks.push(Box::new(StdoutSink::new(cfg.sink.stdout_scores)));
     }
-    let publishing = crate::publish::build(cfg, &meta.labels, &detector.backend_name())?;
+    let publishing =
+        crate::publish::build(cfg, &meta.labels, &detector.backend_name(), mqtt_control)?;
     sinks.extend(publishing.sinks);
     if sinks.is_empty() {
         anyhow::bail!(
@@ -209,10 +257,13 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
         );
     }
     let web = if cfg.web.enabled {
-        let live = web_live(cfg, &meta, &detector.backend_name())?;
+        let live = web_live(cfg, &meta, &controls, &detector.backend_name())?;
         if let Some(store) = &publishing.evidence {
             live.seed_events(stored_events(store));
             live.close_stale();
+            live.seed_marks(crate::web::marks::read(&crate::web::marks::path(
+                store.dir(),
+            )));
         }
         Some(crate::web::Web::bind(cfg, Arc::new(live))?)
     } else {
@@ -220,6 +271,12 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
     };
     // The web page shows the latest frame and the audio level: it needs the media too.
     detector.keep_media(publishing.evidence.is_some() || web.is_some());
+    let reload = Some(Arc::new(crate::reload::ReloadSpec {
+        cfg: cfg.clone(),
+        video_fps,
+        num_frames: meta.tokenizer.video.num_frames,
+        keep_media: publishing.evidence.is_some() || web.is_some(),
+    }));
     Ok(Pipeline {
         clock,
         audio,
@@ -233,7 +290,7 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
         } else {
             Overflow::Wait
         },
-        events: cfg.events.clone(),
+        controls,
         backoff: Backoff::new(
             Duration::from_secs_f64(cfg.recovery.backoff_initial_s),
             Duration::from_secs_f64(cfg.recovery.backoff_max_s),
@@ -241,6 +298,9 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
         evidence: publishing.evidence,
         metrics: publishing.metrics,
         web,
+        stats,
+        mqtt_bridge,
+        reload,
     })
 }
 
@@ -249,20 +309,11 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
 fn web_live(
     cfg: &Config,
     meta: &mbt_core::metadata::ModelMetadata,
+    controls: &Controls,
     backend: &str,
 ) -> anyhow::Result<crate::web::Live> {
-    let events = with_model_thresholds(&cfg.events, &meta.thresholds);
-    let thresholds: Vec<f32> = meta
-        .labels
-        .iter()
-        .map(|l| {
-            events
-                .labels
-                .get(l)
-                .and_then(|o| o.threshold)
-                .unwrap_or(events.threshold)
-        })
-        .collect();
+    let eff = controls.current();
+    let thresholds = eff.thresholds();
     let source = |kind: &str, device: &str| crate::web::SourceInfo {
         kind: kind.to_string(),
         name: match kind {
@@ -277,11 +328,7 @@ fn web_live(
         labels: meta.labels.clone(),
         watch: thresholds.iter().map(|t| t * cfg.web.watch_ratio).collect(),
         thresholds,
-        fires: meta
-            .labels
-            .iter()
-            .map(|l| l != crate::events::NO_EVENT_LABEL)
-            .collect(),
+        fires: eff.fires(),
         audio: source(&cfg.audio.source, &cfg.audio.device),
         video: source(&cfg.video.source, &cfg.video.device.display().to_string()),
         window_s: cfg.window.length_s,
@@ -296,6 +343,7 @@ fn web_live(
             timeline_windows: windows.max(1),
             near_misses: 20,
             events: cfg.web.max_events,
+            watch_ratio: cfg.web.watch_ratio,
         },
         Some(tokenizer),
     ))
@@ -314,6 +362,54 @@ fn stored_events(store: &mbt_publish::evidence::EvidenceStore) -> Vec<mbt_core::
             }
         })
         .collect()
+}
+
+/// What the inference thread hands the events task: a scored window, or the news that a
+/// reloaded model scores the windows from here on.
+enum Scoring {
+    Window(Scored),
+    Model {
+        meta: Box<mbt_core::metadata::ModelMetadata>,
+        backend: String,
+    },
+}
+
+/// Applies tuning commands from MQTT and keeps what MQTT announces in step with the tuning in
+/// force (and the labels of the model running).
+async fn mqtt_bridge(
+    mut bridge: MqttBridge,
+    controls: Arc<Controls>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tuning = controls.subscribe();
+    loop {
+        tokio::select! {
+            changed = tuning.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let eff = tuning.borrow_and_update().clone();
+                bridge.announce.send_replace(announce_of(&eff));
+            }
+            cmd = bridge.commands.recv() => {
+                let Some(cmd) = cmd else { return };
+                let (label, change) = match cmd {
+                    Command::Threshold { label, value } => (label, Change::Threshold(value)),
+                    Command::Enabled { label, on } => (label, Change::Enabled(on)),
+                    Command::Reset { label } => (label, Change::Reset),
+                    Command::Invalid { topic, reason } => {
+                        controls.rejected();
+                        tracing::warn!("mqtt: command on {topic} ignored: {reason}");
+                        continue;
+                    }
+                };
+                if let Err(e) = controls.set(&label, change, "mqtt") {
+                    tracing::warn!("mqtt: command for `{label}` ignored: {e}");
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 async fn deliver(
@@ -364,11 +460,12 @@ async fn recv(rx: &mut SourceRx) -> Option<SourceMsg> {
 /// Runs until every source has ended or `shutdown` turns true; returns the counters.
 pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<RunReport> {
     let started = std::time::Instant::now();
-    let stats = Arc::new(Stats::default());
+    let stats = p.stats.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let backend_name = p.detector.backend_name();
     let meta = p.detector.metadata().clone();
     let (has_audio, has_video) = (p.audio.is_some(), p.video.is_some());
+    let p_controls = p.controls.clone();
     let mut source_tasks = Vec::new();
     let mut audio_rx = spawn_source(p.audio, &stats, &stop, &p.backoff, &mut source_tasks);
     let mut video_rx = spawn_source(p.video, &stats, &stop, &p.backoff, &mut source_tasks);
@@ -384,13 +481,18 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
     let linger = p.web.as_ref().map(|w| w.linger).unwrap_or_default();
     if let Some(web) = p.web {
         let registry = metrics.as_ref().map(|m| m.registry.clone());
-        match web.serve(p.evidence.clone(), registry, metrics_stop_rx.clone()) {
+        match web.serve(
+            p.evidence.clone(),
+            registry,
+            p.controls.clone(),
+            metrics_stop_rx.clone(),
+        ) {
             Ok(task) => metrics_tasks.push(task),
             Err(e) => tracing::warn!("web: not started: {e:#}"),
         }
     }
     if let Some(m) = &metrics {
-        let (m, stats, mut stop) = (m.clone(), stats.clone(), metrics_stop_rx);
+        let (m, stats, mut stop) = (m.clone(), stats.clone(), metrics_stop_rx.clone());
         metrics_tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
@@ -404,7 +506,28 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
     }
 
     let queue: Arc<WindowQueue<Window>> = Arc::new(WindowQueue::new(p.queue, p.overflow));
-    let (scored_tx, mut scored_rx) = mpsc::channel::<Scored>(16);
+    let (scored_tx, mut scored_rx) = mpsc::channel::<Scoring>(16);
+
+    // Model reloads: a watcher loads and checks a new model off the inference thread and hands
+    // it over; the inference thread swaps between batches.
+    let (reload_tx, reload_rx) = std::sync::mpsc::channel::<Detector>();
+    if let Some(spec) = p.reload.clone() {
+        metrics_tasks.push(tokio::spawn(crate::reload::watch(
+            spec,
+            reload_tx,
+            stats.clone(),
+            meta.model_version.clone(),
+            metrics_stop_rx.clone(),
+        )));
+    }
+    // Tuning commands from MQTT, and what MQTT announces.
+    if let Some(bridge) = p.mqtt_bridge {
+        metrics_tasks.push(tokio::spawn(mqtt_bridge(
+            bridge,
+            p.controls.clone(),
+            metrics_stop_rx.clone(),
+        )));
+    }
 
     // Inference on its own thread: the one place that burns CPU for long.
     let inference = {
@@ -414,8 +537,21 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
         std::thread::Builder::new()
             .name("mbtd-inference".into())
             .spawn(move || {
-                let max = detector.max_batch();
+                let mut max = detector.max_batch();
                 while let Some(batch) = queue.pop_batch(max) {
+                    // A reloaded model takes over here: the windows of this batch (and every
+                    // later one) run on it; none is dropped or run twice.
+                    if let Some(next) = reload_rx.try_iter().last() {
+                        detector = next;
+                        max = detector.max_batch();
+                        let msg = Scoring::Model {
+                            meta: Box::new(detector.metadata().clone()),
+                            backend: detector.backend_name(),
+                        };
+                        if scored_tx.blocking_send(msg).is_err() {
+                            return;
+                        }
+                    }
                     let n = batch.len();
                     let t0 = std::time::Instant::now();
                     let result = detector.run(batch, &stats);
@@ -432,7 +568,7 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
                                 &ends,
                             );
                             for s in scored {
-                                if scored_tx.blocking_send(s).is_err() {
+                                if scored_tx.blocking_send(Scoring::Window(s)).is_err() {
                                     return;
                                 }
                             }
@@ -450,15 +586,54 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
     // Events: tracker + sinks, on the runtime (sinks are async I/O).
     let events_task = {
         let stats = stats.clone();
-        let labels = meta.labels.clone();
-        let events = with_model_thresholds(&p.events, &meta.thresholds);
-        let mut tracker = EventTracker::new(&events, &meta.labels, &meta.model_version, p.clock);
+        let controls = p.controls.clone();
+        let mut tuning = controls.subscribe();
+        let eff = tuning.borrow_and_update().clone();
+        let mut labels = meta.labels.clone();
+        let mut tracker =
+            EventTracker::new(&eff.events, &meta.labels, &meta.model_version, p.clock);
         let mut sinks = p.sinks;
         let mut evidence = p.evidence.map(EvidenceWriter::new);
         let metrics = metrics.clone();
         let web_live = web_live.clone();
         tokio::spawn(async move {
-            while let Some(mut s) = scored_rx.recv().await {
+            while let Some(msg) = scored_rx.recv().await {
+                let mut s = match msg {
+                    Scoring::Window(s) => s,
+                    Scoring::Model { meta, backend } => {
+                        // Open events end under the old version; the new labels take over.
+                        controls.model_changed(&meta);
+                        let eff = tuning.borrow_and_update().clone();
+                        let mut events =
+                            tracker.switch_model(&eff.events, &meta.labels, &meta.model_version);
+                        labels = meta.labels.clone();
+                        if let Some(ev) = evidence.as_mut() {
+                            ev.write(&mut events, &WindowMedia::default()).await;
+                        }
+                        if let Some(l) = &web_live {
+                            l.seed_events(events.clone());
+                            l.model(&eff, &backend);
+                        }
+                        deliver(&mut sinks, &events, &stats, metrics.as_deref()).await;
+                        tracing::info!(
+                            "model {} ({backend}) runs from the next window; labels: {}",
+                            meta.model_version,
+                            meta.labels.join(", ")
+                        );
+                        continue;
+                    }
+                };
+                if tuning.has_changed().unwrap_or(false) {
+                    let eff = tuning.borrow_and_update().clone();
+                    let mut ended = tracker.retune(&eff.events);
+                    if let Some(ev) = evidence.as_mut() {
+                        ev.write(&mut ended, &WindowMedia::default()).await;
+                    }
+                    if let Some(l) = &web_live {
+                        l.tuning(&eff);
+                    }
+                    deliver(&mut sinks, &ended, &stats, metrics.as_deref()).await;
+                }
                 let ws = WindowScores::new(&s, &labels);
                 for sink in sinks.iter_mut() {
                     if let Err(err) = sink.scores(&ws).await {
@@ -603,9 +778,10 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
             tracing::warn!("a source did not stop within 5 s");
         }
     }
+    let now = p_controls.current();
     Ok(RunReport {
         backend: backend_name,
-        model_version: meta.model_version,
+        model_version: now.model_version.clone(),
         seconds: started.elapsed().as_secs_f64(),
         stats: stats.snapshot(),
         peaks,

@@ -63,7 +63,12 @@ fn sink_error(e: DeliveryError) -> SinkError {
 /// Sets up evidence, metrics and the publishing sinks the configuration turns on. Spooled
 /// sinks start their delivery tasks here, so this needs a tokio runtime when MQTT or
 /// `postcard.unix` is on. Errors name the field.
-pub fn build(cfg: &Config, labels: &[String], backend: &str) -> anyhow::Result<Publishing> {
+pub fn build(
+    cfg: &Config,
+    labels: &[String],
+    backend: &str,
+    control: Option<mbt_publish::mqtt::ControlLink>,
+) -> anyhow::Result<Publishing> {
     let mut out = Publishing {
         evidence: open_evidence(cfg)?,
         ..Publishing::default()
@@ -94,6 +99,7 @@ pub fn build(cfg: &Config, labels: &[String], backend: &str) -> anyhow::Result<P
             labels: labels.to_vec(),
             evidence_dir: out.evidence.as_ref().map(|e| e.dir().to_path_buf()),
             sw_version: env!("CARGO_PKG_VERSION").into(),
+            control,
         };
         let spool = cfg.spool.options_for("mqtt");
         let dir = spool.dir.clone();
@@ -315,6 +321,10 @@ pub struct PipelineMetrics {
     frames_corrupt: Counter,
     source_failures: Counter,
     sink_errors: Counter,
+    reloads_ok: Counter,
+    reloads_refused: Counter,
+    tuning_applied: Counter,
+    tuning_rejected: Counter,
     inference: Histogram,
     audio_up: Gauge,
     video_up: Gauge,
@@ -372,6 +382,18 @@ impl PipelineMetrics {
                 "Deliveries a sink refused (a full spool with refuse_newest, a pin error, ...).",
                 &[],
             )?,
+            reloads_ok: r.counter(
+                "mbtd_model_reloads_total",
+                "Model reloads while running: ok = the new model runs, refused = it failed to load or did not fit (the old one kept).",
+                &[("result", "ok")],
+            )?,
+            reloads_refused: r.counter("mbtd_model_reloads_total", "", &[("result", "refused")])?,
+            tuning_applied: r.counter(
+                "mbtd_tuning_changes_total",
+                "Run-time threshold / on-off changes (web page, MQTT): applied, or rejected (unknown label, bad value, malformed command).",
+                &[("result", "applied")],
+            )?,
+            tuning_rejected: r.counter("mbtd_tuning_changes_total", "", &[("result", "rejected")])?,
             inference: r.histogram(
                 "mbtd_inference_seconds",
                 "Time per inference batch (tokenize + run).",
@@ -446,6 +468,10 @@ impl PipelineMetrics {
         self.frames_corrupt.set_at_least(r.frames_corrupt);
         self.source_failures.set_at_least(r.source_failures);
         self.sink_errors.set_at_least(r.sink_errors);
+        self.reloads_ok.set_at_least(r.model_reloads);
+        self.reloads_refused.set_at_least(r.model_reload_failures);
+        self.tuning_applied.set_at_least(r.tuning_changes);
+        self.tuning_rejected.set_at_least(r.tuning_rejected);
     }
 
     pub fn inference(&self, d: Duration) {

@@ -106,6 +106,14 @@ counters! {
     /// Events delivered, and deliveries a sink refused.
     events,
     sink_errors,
+    /// Models loaded while running (SIGHUP or the file changed), and reloads refused (the new
+    /// file failed to load or did not fit; the running model was kept).
+    model_reloads,
+    model_reload_failures,
+    /// Run-time tuning changes applied (web page, MQTT) and refused (unknown label, bad value,
+    /// malformed command).
+    tuning_changes,
+    tuning_rejected,
 }
 
 /// How many recent windows the latency quantiles cover (a bounded memory for a daemon that

@@ -43,6 +43,34 @@ pub fn random_model_bytes() -> &'static [u8] {
     })
 }
 
+/// `configs/edge-scratch.toml` with random weights (`seed`), `labels` and `version`, exported
+/// to ONNX: a second model for reload tests (same inputs as [`random_model_bytes`]).
+pub fn random_model_variant(version: &str, labels: &[&str], seed: u64) -> Vec<u8> {
+    let path = Path::new(ROOT).join("configs/edge-scratch.toml");
+    let text = std::fs::read_to_string(&path).expect("configs/edge-scratch.toml");
+    let list: Vec<String> = labels.iter().map(|l| format!("\"{l}\"")).collect();
+    let cfg = mbt_model::ModelConfig::from_toml(
+        &text,
+        "configs/edge-scratch.toml",
+        &[format!("labels=[{}]", list.join(","))],
+    )
+    .expect("edge config with other labels");
+    let device = Device::flex();
+    device.seed(seed);
+    let model = mbt_model::Mbt::new(&cfg, &device);
+    mbt_model::export::export(
+        &model,
+        &cfg,
+        &mbt_model::export::ExportOptions {
+            model_version: version.into(),
+            training_data_hash: "none (random init)".into(),
+            int8: None,
+            thresholds: Default::default(),
+        },
+    )
+    .expect("export")
+}
+
 /// The random model written to a file (once per test run).
 pub fn random_model() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();

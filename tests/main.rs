@@ -13,4 +13,6 @@ mod daemon;
 mod demo;
 mod pipeline;
 mod publish;
+mod reload;
+mod tuning;
 mod web;

@@ -107,7 +107,7 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &st
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> Resp {
+pub fn parse(raw: &[u8]) -> Resp {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -430,6 +430,7 @@ fn a_stalled_client_and_a_crowd_never_hold_the_pipeline_back() {
             timeline_windows: 600,
             near_misses: 20,
             events: 100,
+            watch_ratio: 0.5,
         },
         Some(tokenizer),
     ));
@@ -443,6 +444,7 @@ fn a_stalled_client_and_a_crowd_never_hold_the_pipeline_back() {
         token: None,
         evidence: None,
         metrics: None,
+        controls: None,
         clients: std::sync::Arc::new(tokio::sync::Semaphore::new(max_clients)),
         stop: stop.clone(),
     });

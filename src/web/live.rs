@@ -24,7 +24,8 @@ use crate::detector::WindowMedia;
 use crate::sink::WindowScores;
 use crate::stats::Report;
 
-/// What does not change while the daemon runs.
+/// What changes only on a model reload (labels, version) or a tuning change (thresholds,
+/// switches).
 #[derive(Debug, Clone, Serialize)]
 pub struct Info {
     pub backend: String,
@@ -83,6 +84,9 @@ pub struct EventView {
     /// URLs of the key frame and the audio clip (`/evidence/<id>.jpg`), when written.
     pub jpeg: Option<String>,
     pub wav: Option<String>,
+    /// The user's mark (`labels.csv`): the event's own label (right), `none` (wrong), or
+    /// another label; `None`: not marked.
+    pub mark: Option<String>,
 }
 
 /// One window on the timeline.
@@ -159,9 +163,13 @@ pub struct Limits {
     pub timeline_windows: usize,
     pub near_misses: usize,
     pub events: usize,
+    /// `web.watch_ratio`: near-miss level as a fraction of the threshold.
+    pub watch_ratio: f32,
 }
 
 struct Inner {
+    /// Event id -> the user's mark (`labels.csv`).
+    marks: std::collections::BTreeMap<String, String>,
     frame: Option<(u64, Arc<RgbFrame>)>,
     jpeg: Option<(u64, Arc<Vec<u8>>)>,
     points: VecDeque<Point>,
@@ -179,7 +187,7 @@ struct Inner {
 
 /// The shared live state (one per daemon; `Arc` it).
 pub struct Live {
-    info: Info,
+    info: Mutex<Arc<Info>>,
     limits: Limits,
     tokenizer: Option<AudioTokenizer>,
     silence: f32,
@@ -205,6 +213,7 @@ impl Live {
             }
         };
         let inner = Inner {
+            marks: Default::default(),
             frame: None,
             jpeg: None,
             points: VecDeque::new(),
@@ -218,7 +227,7 @@ impl Live {
             mel_top: None,
         };
         Live {
-            info,
+            info: Mutex::new(Arc::new(info)),
             limits,
             tokenizer,
             silence,
@@ -228,8 +237,45 @@ impl Live {
         }
     }
 
-    pub fn info(&self) -> &Info {
-        &self.info
+    pub fn info(&self) -> Arc<Info> {
+        self.info.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_info(&self, f: impl FnOnce(&mut Info)) {
+        let mut g = self.info.lock().unwrap_or_else(|p| p.into_inner());
+        let mut info = (**g).clone();
+        f(&mut info);
+        *g = Arc::new(info);
+    }
+
+    /// New thresholds or switches (run-time tuning).
+    pub fn tuning(&self, eff: &crate::tuning::Effective) {
+        let ratio = self.limits.watch_ratio;
+        self.set_info(|i| {
+            if i.labels != eff.labels {
+                return;
+            }
+            i.thresholds = eff.thresholds();
+            i.watch = i.thresholds.iter().map(|t| t * ratio).collect();
+            i.fires = eff.fires();
+        });
+    }
+
+    /// Another model runs now: its labels, version and thresholds. The timeline and near
+    /// misses start over (their score columns were the old model's labels); events stay.
+    pub fn model(&self, eff: &crate::tuning::Effective, backend: &str) {
+        let ratio = self.limits.watch_ratio;
+        self.set_info(|i| {
+            i.labels = eff.labels.clone();
+            i.model_version = eff.model_version.clone();
+            i.backend = backend.to_string();
+            i.thresholds = eff.thresholds();
+            i.watch = i.thresholds.iter().map(|t| t * ratio).collect();
+            i.fires = eff.fires();
+        });
+        let mut g = self.lock();
+        g.points.clear();
+        g.near.clear();
     }
 
     /// A receiver of the per-window messages (JSON).
@@ -284,12 +330,12 @@ impl Live {
     }
 
     fn view(&self, e: &Event) -> EventView {
-        let threshold = self
-            .info
+        let info = self.info();
+        let threshold = info
             .labels
             .iter()
             .position(|l| *l == e.label)
-            .map(|k| self.info.thresholds[k])
+            .and_then(|k| info.thresholds.get(k).copied())
             .unwrap_or(f32::INFINITY);
         let mut fired = Vec::new();
         if e.score_audio.is_some_and(|s| s >= threshold) {
@@ -321,7 +367,34 @@ impl Live {
             model_version: e.model_version.clone(),
             jpeg: ev.and_then(|v| url(&v.jpeg, "jpg")),
             wav: ev.and_then(|v| url(&v.wav, "wav")),
+            mark: self.lock().marks.get(&e.id).cloned(),
         }
+    }
+
+    /// The marks read from `labels.csv` at start.
+    pub fn seed_marks(&self, marks: std::collections::BTreeMap<String, String>) {
+        let mut g = self.lock();
+        for e in g.events.iter_mut() {
+            e.mark = marks.get(&e.id).cloned();
+        }
+        g.marks = marks;
+    }
+
+    /// Sets or clears an event's mark (after `labels.csv` was written).
+    pub fn mark(&self, id: &str, label: Option<&str>) {
+        let mut g = self.lock();
+        match label {
+            Some(l) => g.marks.insert(id.to_string(), l.to_string()),
+            None => g.marks.remove(id),
+        };
+        for e in g.events.iter_mut().filter(|e| e.id == id) {
+            e.mark = label.map(str::to_string);
+        }
+    }
+
+    /// The event with this id, if the page knows it.
+    pub fn event(&self, id: &str) -> Option<EventView> {
+        self.lock().events.iter().find(|e| e.id == id).cloned()
     }
 
     /// One scored window: timeline, near misses, level, frame, and the live message.
@@ -410,9 +483,10 @@ impl Live {
             .take_while(|n| n.end_s >= point.end_s)
             .cloned()
             .collect();
+        let info = self.info();
         let tick = Tick {
             window: point,
-            thresholds: &self.info.thresholds,
+            thresholds: &info.thresholds,
             level_dbfs: g.level_dbfs,
             mel,
             audio_state: g.audio_state,
@@ -453,12 +527,17 @@ impl Live {
             .map(|e| e.label.as_str())
             .collect();
         let mut found = Vec::new();
-        for (k, label) in self.info.labels.iter().enumerate() {
-            let Some(&score) = p.fused.get(k) else {
+        let info = self.info();
+        for (k, label) in info.labels.iter().enumerate() {
+            let (Some(&score), Some(&t), Some(&w), Some(&fires)) = (
+                p.fused.get(k),
+                info.thresholds.get(k),
+                info.watch.get(k),
+                info.fires.get(k),
+            ) else {
                 continue;
             };
-            let (t, w) = (self.info.thresholds[k], self.info.watch[k]);
-            if !self.info.fires[k] || score < w || score >= t || open.contains(&label.as_str()) {
+            if !fires || score < w || score >= t || open.contains(&label.as_str()) {
                 continue;
             }
             found.push(NearMiss {
@@ -509,7 +588,7 @@ impl Live {
         let g = self.lock();
         let last = g.points.back().cloned();
         Status {
-            info: self.info.clone(),
+            info: (*self.info()).clone(),
             version: env!("CARGO_PKG_VERSION"),
             uptime_s: self.started.elapsed().as_secs_f64(),
             audio_state: g.audio_state,
@@ -710,6 +789,7 @@ mod tests {
                 timeline_windows: 3,
                 near_misses: 10,
                 events: 2,
+                watch_ratio: 0.5,
             },
             None,
         )

@@ -13,13 +13,23 @@
 //! `/api/events?since=&before=&limit=`, `/api/timeline?minutes=`, `/evidence/<id>.jpg|wav`,
 //! `/metrics` (Prometheus, with `[metrics]` on) and `/healthz`.
 //!
+//! Changes (`POST`, JSON bodies): `/api/labels/<label>` sets a label's threshold, switches
+//! it on or off, or resets it (run-time tuning, [`crate::tuning`]: a state file, never the
+//! TOML); `/api/events/<id>/verdict` marks an event right, wrong or as another label, written
+//! to `labels.csv` in the evidence directory, the file `mbt data import` reads. `GET
+//! /api/labels` lists the tuning in force.
+//!
 //! Security: loopback by default. Any other address needs a token ([`auth`]), checked on
-//! every route but `/healthz`; nothing here writes to disk or changes the configuration.
-//! Bounded: live subscribers (`web.max_clients`), request bodies (none is needed), URL length;
-//! a slow client only skips messages, it never slows the pipeline ([`live`]).
+//! every route but `/healthz`, changes included. Changes need `Content-Type:
+//! application/json` (which a cross-site HTML form cannot send without a CORS preflight this
+//! server never grants) and, when the browser sends an `Origin`, one naming this host.
+//! Nothing here touches the configuration file. Bounded: live subscribers
+//! (`web.max_clients`), request bodies (1 KiB), URL length; a slow client only skips
+//! messages, it never slows the pipeline ([`live`]).
 
 pub mod auth;
 pub mod live;
+pub mod marks;
 pub mod routes;
 
 use std::net::SocketAddr;
@@ -87,6 +97,7 @@ impl Web {
         self,
         evidence: Option<Arc<mbt_publish::evidence::EvidenceStore>>,
         metrics: Option<mbt_publish::metrics::Registry>,
+        controls: Arc<crate::tuning::Controls>,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let listener = tokio::net::TcpListener::from_std(self.listener)
@@ -96,6 +107,7 @@ impl Web {
             token: self.token,
             evidence,
             metrics,
+            controls: Some(controls),
             clients: Arc::new(tokio::sync::Semaphore::new(self.max_clients)),
             stop: stop.clone(),
         });

@@ -8,7 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch, Semaphore};
@@ -27,6 +27,8 @@ pub struct AppState {
     pub token: Option<String>,
     pub evidence: Option<Arc<mbt_publish::evidence::EvidenceStore>>,
     pub metrics: Option<mbt_publish::metrics::Registry>,
+    /// Run-time tuning (`None`: the change routes answer 404).
+    pub controls: Option<Arc<crate::tuning::Controls>>,
     /// Permits for live streams (`web.max_clients`).
     pub clients: Arc<Semaphore>,
     pub stop: watch::Receiver<bool>,
@@ -56,6 +58,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/latest.jpg", get(latest_jpeg))
         .route("/api/events", get(events))
         .route("/api/timeline", get(timeline))
+        .route("/api/labels", get(labels))
+        .route("/api/labels/{label}", post(set_label))
+        .route("/api/events/{id}/verdict", post(verdict))
         .route("/evidence/{name}", get(evidence))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -108,13 +113,22 @@ async fn not_found(req: Request) -> Response {
     )
 }
 
-/// Only GET and HEAD, no body, a bounded URL: nothing here needs more.
+/// Whether `path` is one of the routes that change something (POST).
+fn is_change(path: &str) -> bool {
+    path.starts_with("/api/labels/")
+        || (path.starts_with("/api/events/") && path.ends_with("/verdict"))
+}
+
+/// GET and HEAD everywhere; POST only on the change routes, only with a JSON body and, when
+/// the browser names the page's origin, only from this host (no cross-site requests). A
+/// bounded URL.
 async fn limits(req: Request, next: Next) -> Response {
     let m = req.method();
-    if m != axum::http::Method::GET && m != axum::http::Method::HEAD {
+    let change = m == axum::http::Method::POST && is_change(req.uri().path());
+    if m != axum::http::Method::GET && m != axum::http::Method::HEAD && !change {
         let mut r = text(
             StatusCode::METHOD_NOT_ALLOWED,
-            "only GET: this page changes nothing\n",
+            "only GET here (changes: POST /api/labels/<label>, POST /api/events/<id>/verdict)\n",
         );
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -127,6 +141,37 @@ async fn limits(req: Request, next: Next) -> Response {
         .unwrap_or(0);
     if len > MAX_URI {
         return text(StatusCode::URI_TOO_LONG, "URL too long\n");
+    }
+    if change {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if !json {
+            return text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "changes take a JSON body: send Content-Type: application/json\n",
+            );
+        }
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            let o = origin.to_str().unwrap_or("");
+            let same = o
+                .strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+                .is_some_and(|rest| rest == host);
+            if !same {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    format!("cross-site change refused: Origin {o} is not this page ({host})\n"),
+                );
+            }
+        }
     }
     next.run(req).await
 }
@@ -361,6 +406,208 @@ async fn metrics(State(st): State<AppState>) -> Response {
         None => text(
             StatusCode::NOT_FOUND,
             "metrics are off ([metrics] enabled = false)\n",
+        ),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct LabelsView<'a> {
+    model_version: &'a str,
+    /// Where run-time changes are kept.
+    tuning_file: String,
+    labels: &'a [crate::tuning::LabelState],
+}
+
+async fn labels(State(st): State<AppState>) -> Response {
+    let Some(c) = &st.controls else {
+        return text(StatusCode::NOT_FOUND, "no run-time tuning here\n");
+    };
+    let eff = c.current();
+    Json(LabelsView {
+        model_version: &eff.model_version,
+        tuning_file: c.path().display().to_string(),
+        labels: &eff.states,
+    })
+    .into_response()
+}
+
+/// `POST /api/labels/<label>` body: `{"threshold": 0.6}`, `{"enabled": false}` (both may be
+/// given) or `{"reset": true}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelChange {
+    pub threshold: Option<f32>,
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub reset: bool,
+}
+
+const LABEL_CHANGE_HELP: &str =
+    "expected a JSON body {\"threshold\": 0.6}, {\"enabled\": false} or {\"reset\": true}";
+
+async fn set_label(
+    State(st): State<AppState>,
+    Path(label): Path<String>,
+    body: Result<Json<LabelChange>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(c) = st.controls.clone() else {
+        return text(StatusCode::NOT_FOUND, "no run-time tuning here\n");
+    };
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(e) => {
+            c.rejected();
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "/api/labels/{label}: {}; {LABEL_CHANGE_HELP}\n",
+                    e.body_text()
+                ),
+            );
+        }
+    };
+    let mut changes = Vec::new();
+    if b.reset {
+        changes.push(crate::tuning::Change::Reset);
+    }
+    if let Some(t) = b.threshold {
+        changes.push(crate::tuning::Change::Threshold(t));
+    }
+    if let Some(e) = b.enabled {
+        changes.push(crate::tuning::Change::Enabled(e));
+    }
+    if changes.is_empty() || (b.reset && changes.len() > 1) {
+        c.rejected();
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("/api/labels/{label}: nothing to change; {LABEL_CHANGE_HELP}\n"),
+        );
+    }
+    // The file is written before the change takes effect: off the runtime's threads.
+    let result = tokio::task::spawn_blocking(move || {
+        let mut last = None;
+        for ch in changes {
+            last = Some(c.set(&label, ch, "web")?);
+        }
+        Ok::<_, crate::tuning::TuneError>(last)
+    })
+    .await;
+    match result {
+        Ok(Ok(Some(state))) => Json(state).into_response(),
+        Ok(Ok(None)) => text(StatusCode::BAD_REQUEST, "nothing to change\n"),
+        Ok(Err(e @ crate::tuning::TuneError::UnknownLabel { .. })) => {
+            text(StatusCode::NOT_FOUND, format!("{e}\n"))
+        }
+        Ok(Err(e)) if e.is_request_error() => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the change task failed: {e}\n"),
+        ),
+    }
+}
+
+/// `POST /api/events/<id>/verdict` body: `{"verdict": "right"}`, `{"verdict": "wrong"}`,
+/// `{"verdict": "label", "label": "cat_meowing"}` or `{"verdict": "clear"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictBody {
+    pub verdict: String,
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Marked {
+    id: String,
+    /// The label written to `labels.csv` (`None`: the mark was cleared).
+    label: Option<String>,
+    file: String,
+}
+
+/// Serialises writes of `labels.csv` (read-modify-write).
+static MARKS_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+async fn verdict(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<VerdictBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let help = "expected {\"verdict\": \"right\" | \"wrong\" | \"clear\"} or {\"verdict\": \"label\", \"label\": \"<label>\"}";
+    let Some(store) = st.evidence.clone() else {
+        return text(
+            StatusCode::CONFLICT,
+            "evidence is off ([evidence] enabled = false): marks are kept beside the evidence (labels.csv), which `mbt data import` reads\n",
+        );
+    };
+    if !mbt_publish::evidence::safe_id(&id) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("`{id}` is not an event id\n"),
+        );
+    }
+    let known = st.live.event(&id);
+    let has_media = store.media_path(&format!("{id}.wav")).is_some()
+        || store.media_path(&format!("{id}.jpg")).is_some();
+    if !has_media {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no evidence for event {id} (deleted to stay within evidence.max_bytes, or no such event): nothing to learn from\n"),
+        );
+    }
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("verdict: {}; {help}\n", e.body_text()),
+            )
+        }
+    };
+    let label = match (b.verdict.as_str(), b.label) {
+        ("right", None) => match known {
+            Some(e) => Some(e.label),
+            None => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!("event {id} is not in the page's list: say which label it is with {{\"verdict\": \"label\", \"label\": ...}}\n"),
+                )
+            }
+        },
+        ("wrong", None) => Some(crate::events::NO_EVENT_LABEL.to_string()),
+        ("clear", None) => None,
+        ("label", Some(l)) if super::marks::valid_label(&l) => Some(l),
+        ("label", Some(l)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("label `{l}`: expected 1-64 characters of a-z, 0-9 and _ (labels become MQTT topics and Home Assistant entity ids)\n"),
+            )
+        }
+        _ => return text(StatusCode::BAD_REQUEST, format!("verdict: {help}\n")),
+    };
+    let file = super::marks::path(store.dir());
+    let (f, i, l) = (file.clone(), id.clone(), label.clone());
+    let written = tokio::task::spawn_blocking(move || {
+        let _g = MARKS_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        super::marks::write(&f, &i, l.as_deref())
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {
+            st.live.mark(&id, label.as_deref());
+            Json(Marked {
+                id,
+                label,
+                file: file.display().to_string(),
+            })
+            .into_response()
+        }
+        Ok(Err(e)) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}\n", file.display()),
+        ),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the write task failed: {e}\n"),
         ),
     }
 }

@@ -8,6 +8,18 @@ const fmt = (v, d = 2) => (v === null || v === undefined ? "–" : Number(v).toF
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const time = (ms) => (ms ? new Date(ms).toLocaleTimeString() : "–");
 
+// A change (threshold, switch, mark): POST JSON; the error text comes back as an exception.
+async function postJson(url, body) {
+  const r = await fetch(url, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (!r.ok) throw new Error((await r.text()).trim());
+  return r.json();
+}
+
 async function getJson(url) {
   const r = await fetch(url, { credentials: "same-origin" });
   if (!r.ok) throw new Error(url + ": " + r.status + " " + (await r.text()));
@@ -42,12 +54,33 @@ function livePage() {
     const tr = document.createElement("tr");
     tr.id = "row-" + label;
     const t = status.thresholds[k];
+    const tune = label === "none"
+      ? `<td class="muted">never fires</td>`
+      : `<td class="tune"><input type="checkbox" class="on" title="listen for ${esc(label)}"${status.fires[k] ? " checked" : ""}>` +
+        `<input type="number" class="thr" min="0.01" max="1" step="0.01" value="${fmt(t)}" title="threshold"></td>`;
     tr.innerHTML =
       `<td>${esc(label)}</td><td class="bar"><div class="track"><div class="fill"></div>` +
       `<div class="mark" style="left:${(t * 100).toFixed(1)}%"></div></div>` +
-      `<span class="fused">–</span></td><td class="audio">–</td><td class="video">–</td><td>${fmt(t)}</td>`;
+      `<span class="fused">–</span></td><td class="audio">–</td><td class="video">–</td>${tune}`;
     tbody.appendChild(tr);
     rows[label] = tr;
+    if (label === "none") return;
+    // Run-time tuning: saved by mbtd in its tuning file (not the TOML), in force at once.
+    const apply = async (body) => {
+      try {
+        const st = await postJson("/api/labels/" + encodeURIComponent(label), body);
+        status.thresholds[k] = st.threshold;
+        status.fires[k] = st.enabled;
+        tr.querySelector(".thr").value = fmt(st.threshold);
+        tr.querySelector(".on").checked = st.enabled;
+        tr.querySelector(".mark").style.left = (st.threshold * 100).toFixed(1) + "%";
+        $("tune-msg").textContent = label + ": threshold " + fmt(st.threshold) + (st.enabled ? ", on" : ", off") + " (saved)";
+      } catch (err) {
+        $("tune-msg").textContent = err.message;
+      }
+    };
+    tr.querySelector(".thr").onchange = (ev) => apply({ threshold: Number(ev.target.value) });
+    tr.querySelector(".on").onchange = (ev) => apply({ enabled: ev.target.checked });
   });
   $("backend").textContent = status.backend;
   setState($("audio-state"), status.audio_state);
@@ -62,6 +95,8 @@ function livePage() {
 
   live((m) => {
     const w = m.window;
+    // Another model took over (a reload): its labels differ; start the page over.
+    if (w.fused.length !== status.labels.length) return location.reload();
     $("window").textContent = w.index + " (" + fmt(w.start_s, 1) + "–" + fmt(w.end_s, 1) + " s)";
     status.labels.forEach((label, k) => {
       const tr = rows[label];
@@ -138,7 +173,25 @@ function eventCard(e) {
     `<div>fused <b>${fmt(e.score, 3)}</b> · audio ${fmt(e.score_audio, 3)} · video ${fmt(e.score_video, 3)}</div>` +
     `<div>${time(e.start_ms)}${e.end_ms ? " → " + time(e.end_ms) : ""} <span class="muted">(${fmt(e.start_s, 1)}` +
     `${e.end_s === null ? " s, still open" : "–" + fmt(e.end_s, 1) + " s"})</span></div>` +
-    `<div>${tags}</div></div>`
+    `<div>${tags}</div>` + markBox(e) + `</div>`
+  );
+}
+
+// Right / wrong / another label: written to labels.csv beside the evidence, which
+// `mbt data import` reads to fine-tune the model on this site's own events.
+function markBox(e) {
+  if (!e.jpeg && !e.wav) return "";
+  const others = (status ? status.labels : []).filter((l) => l !== e.label && l !== "none");
+  const shown = e.mark === null || e.mark === undefined
+    ? `<span class="muted">not marked</span>`
+    : e.mark === e.label ? `<b class="ok">marked right</b>` : e.mark === "none" ? `<b class="bad">marked wrong</b>` : `marked <b>${esc(e.mark)}</b>`;
+  return (
+    `<div class="marks" data-id="${esc(e.id)}">${shown} ` +
+    `<button data-v="right">right</button><button data-v="wrong">wrong</button>` +
+    `<select data-v="label"><option value="">it was…</option>${others.map((l) => `<option>${esc(l)}</option>`).join("")}` +
+    `<option value="?">another label…</option></select>` +
+    (e.mark !== null && e.mark !== undefined ? `<button data-v="clear">clear</button>` : "") +
+    `<span class="err"></span></div>`
   );
 }
 
@@ -158,12 +211,38 @@ function eventsPage() {
     render();
   };
   $("older").onclick = () => load(older);
+  box.addEventListener("click", (ev) => mark(ev, shown, render));
+  box.addEventListener("change", (ev) => mark(ev, shown, render));
   load(null);
   live((m) => {
     if (!m.events.length) return;
     m.events.forEach((e) => shown.set(e.id, e));
     render();
   });
+}
+
+async function mark(ev, shown, render) {
+  const el = ev.target;
+  const box = el.closest(".marks");
+  const v = el.dataset.v;
+  if (!box || !v || (ev.type === "click" && el.tagName === "SELECT")) return;
+  const body = { verdict: v };
+  if (v === "label") {
+    let l = el.value;
+    if (!l) return;
+    if (l === "?") l = (prompt("Which label? (a-z, 0-9 and _: it becomes an MQTT topic)") || "").trim();
+    if (!l) return;
+    body.label = l;
+  }
+  const id = box.dataset.id;
+  try {
+    const r = await postJson("/api/events/" + encodeURIComponent(id) + "/verdict", body);
+    const e = shown.get(id);
+    if (e) e.mark = r.label;
+    render();
+  } catch (err) {
+    box.querySelector(".err").textContent = err.message;
+  }
 }
 
 // -------------------------------------------------------------------------- timeline page
