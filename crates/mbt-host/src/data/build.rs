@@ -45,14 +45,14 @@ pub enum FrameFormat {
 /// JPEG quality of `.mjpeg` clips: artefacts well under the colour jitter of the augmentation.
 pub const JPEG_QUALITY: u8 = 90;
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-fn wav_bytes(samples: &[f32]) -> Result<Vec<u8>> {
+pub(crate) fn wav_bytes(samples: &[f32]) -> Result<Vec<u8>> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: RATE,
