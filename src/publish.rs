@@ -207,7 +207,9 @@ fn open_evidence(cfg: &Config) -> anyhow::Result<Option<Arc<EvidenceStore>>> {
         );
         ev.dir = Some(alt);
     }
-    let store = EvidenceStore::open(&ev).context("evidence.dir")?;
+    // Events the user marked for training (the web page's labels.csv) are deleted last.
+    let marked = crate::web::marks::read(&crate::web::marks::path(&ev.dir()));
+    let store = EvidenceStore::open_pinned(&ev, marked.into_keys()).context("evidence.dir")?;
     tracing::info!(
         "evidence: key frame and audio per event in {} (at most {} bytes)",
         store.dir().display(),

@@ -594,6 +594,7 @@ async fn verdict(
     match written {
         Ok(Ok(())) => {
             st.live.mark(&id, label.as_deref());
+            store.set_marked(&id, label.is_some());
             Json(Marked {
                 id,
                 label,

@@ -5,7 +5,9 @@
 //!
 //! Bounded: after each save the oldest files (by modification time, then name) are deleted
 //! until the directory holds at most `max_bytes` of evidence; the files just written are never
-//! the ones deleted. Files are written under a temporary name and renamed, so a reader (the
+//! the ones deleted. Events the user marked ([`EvidenceStore::set_marked`]: the daemon's web page
+//! writes `labels.csv` for `mbt data import`) are deleted last: only when the unmarked ones are
+//! gone and the budget is still exceeded (logged), so the bound on disk always holds. Files are written under a temporary name and renamed, so a reader (the
 //! MQTT snapshot publisher) never sees half a JPEG. Only files this module names (`*.jpg`,
 //! `*.wav` with a safe id) are counted or deleted: nothing else in the directory is touched.
 
@@ -78,6 +80,8 @@ pub struct EvidenceStore {
     frame: bool,
     audio: bool,
     index: Mutex<(BTreeSet<Item>, u64)>,
+    /// Event ids whose files go last (marked for training).
+    pinned: Mutex<BTreeSet<String>>,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> EvidenceError {
@@ -107,6 +111,14 @@ fn ours(name: &str) -> bool {
 impl EvidenceStore {
     /// Opens (creating) the directory from the config and indexes what is already there.
     pub fn open(cfg: &EvidenceConfig) -> Result<Self, EvidenceError> {
+        Self::open_pinned(cfg, std::iter::empty())
+    }
+
+    /// [`EvidenceStore::open`] with the ids already marked (pinned before the first clean-up).
+    pub fn open_pinned(
+        cfg: &EvidenceConfig,
+        pinned: impl IntoIterator<Item = String>,
+    ) -> Result<Self, EvidenceError> {
         let dir = cfg.dir();
         fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         let mut items = BTreeSet::new();
@@ -135,6 +147,7 @@ impl EvidenceStore {
             frame: cfg.frame,
             audio: cfg.audio,
             index: Mutex::new((items, total)),
+            pinned: Mutex::new(pinned.into_iter().collect()),
         };
         store.enforce(&[])?;
         Ok(store)
@@ -142,6 +155,17 @@ impl EvidenceStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Marks (or unmarks) event `id`'s files as wanted for training: deleted last.
+    pub fn set_marked(&self, id: &str, on: bool) {
+        if let Ok(mut p) = self.pinned.lock() {
+            if on {
+                p.insert(id.to_string());
+            } else {
+                p.remove(id);
+            }
+        }
     }
 
     /// Where the JPEG of event `id` is (or would be).
@@ -277,20 +301,39 @@ impl EvidenceStore {
         let Ok(mut g) = self.index.lock() else {
             return Ok(0);
         };
+        let pinned = self.pinned.lock().map(|p| p.clone()).unwrap_or_default();
+        let is_pinned = |name: &str| {
+            let id = name.rsplit_once('.').map(|(id, _)| id).unwrap_or(name);
+            pinned.contains(id)
+        };
         let (items, total) = &mut *g;
         let mut removed = 0;
-        while *total > self.max_bytes {
-            let Some(victim) = items.iter().find(|i| !keep.contains(&i.name)).cloned() else {
-                break;
-            };
-            let path = self.dir.join(&victim.name);
-            match fs::remove_file(&path) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&path, e)),
+        // Unmarked files first (oldest first), then marked ones if the budget needs it.
+        for marked_pass in [false, true] {
+            while *total > self.max_bytes {
+                let Some(victim) = items
+                    .iter()
+                    .find(|i| !keep.contains(&i.name) && is_pinned(&i.name) == marked_pass)
+                    .cloned()
+                else {
+                    break;
+                };
+                if marked_pass {
+                    tracing::warn!(
+                        "evidence: {} was marked for training but evidence.max_bytes ({}) is full of marked events; deleting it (raise evidence.max_bytes or import the marks)",
+                        victim.name,
+                        self.max_bytes
+                    );
+                }
+                let path = self.dir.join(&victim.name);
+                match fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(&path, e)),
+                }
+                items.remove(&victim);
+                *total -= victim.bytes;
             }
-            items.remove(&victim);
-            *total -= victim.bytes;
         }
         Ok(removed)
     }
@@ -440,6 +483,44 @@ mod tests {
         // Reopening indexes what is there and keeps the bound.
         let s2 = EvidenceStore::open(&cfg(t.path(), max)).unwrap();
         assert_eq!(s2.bytes(), on_disk);
+    }
+
+    #[test]
+    fn marked_events_are_deleted_last_and_the_bound_still_holds() {
+        let t = tempfile::tempdir().unwrap();
+        let max = 64 * 1024;
+        let save = |s: &EvidenceStore, i: u32| {
+            let rgb = noise_frame(64, 64, i);
+            let f = FrameRef {
+                width: 64,
+                height: 64,
+                rgb: &rgb,
+            };
+            s.save(&format!("ev-{i:03}"), Some(f), None).unwrap();
+        };
+        // Marked before the store opened (labels.csv read at start): ev-000 and ev-001.
+        let s = EvidenceStore::open_pinned(&cfg(t.path(), max), ["ev-000".to_string()]).unwrap();
+        s.set_marked("ev-001", true);
+        s.set_marked("ev-002", true);
+        s.set_marked("ev-002", false);
+        for i in 0..40 {
+            save(&s, i);
+            assert!(s.bytes() <= max, "after {i}: {}", s.bytes());
+        }
+        assert!(s.jpeg_path("ev-000").exists() && s.jpeg_path("ev-001").exists());
+        assert!(!s.jpeg_path("ev-002").exists(), "unmarked again: deleted in turn");
+        assert!(s.jpeg_path("ev-039").exists());
+        // A budget full of marked events: they go too (oldest first), the bound holds.
+        let s = EvidenceStore::open_pinned(
+            &cfg(t.path(), max),
+            (0..200).map(|i| format!("ev-{i:03}")),
+        )
+        .unwrap();
+        for i in 40..80 {
+            save(&s, i);
+            assert!(s.bytes() <= max, "after {i}: {}", s.bytes());
+        }
+        assert!(!s.jpeg_path("ev-000").exists());
     }
 
     #[test]
