@@ -92,12 +92,17 @@ fn power(x: &[f32], f: f64, rate: f64) -> f64 {
     s1 * s1 + s2 * s2 - c * s1 * s2
 }
 
-/// The frequency (2 Hz steps, 100-4000 Hz) with the most power.
+/// The frequency with the most power, 100-4000 Hz: a 10 Hz grid, then 1 Hz steps around its
+/// best point.
 fn dominant(x: &[f32], rate: f64) -> f64 {
-    (50..2000)
-        .map(|k| k as f64 * 2.0)
-        .max_by(|a, b| power(x, *a, rate).total_cmp(&power(x, *b, rate)))
-        .unwrap()
+    let best = |grid: Vec<f64>| {
+        grid.into_iter()
+            .map(|f| (f, power(x, f, rate)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(0.0, |(f, _)| f)
+    };
+    let coarse = best((10..=400).map(|k| k as f64 * 10.0).collect());
+    best((-10..=10).map(|d| coarse + d as f64).collect())
 }
 
 /// A written clip's frames decoded by ffmpeg: (width, height, frames of RGB bytes).
@@ -290,6 +295,7 @@ fn videos_in_four_containers_become_windows_that_mbt_train_reads() {
     let cfg = root.join("tiny.toml");
     tiny_config(&cfg, &["dog_barking", "glass_breaking", "none"]);
     let run = root.join("run");
+    let t = std::time::Instant::now();
     let o = mbt(&[
         "train",
         "--config",
@@ -303,6 +309,10 @@ fn videos_in_four_containers_become_windows_that_mbt_train_reads() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(run.join("checkpoint/state.json").is_file());
+    eprintln!(
+        "mbt train read it and took two steps in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -698,11 +708,26 @@ fn sounds_and_pictures_are_mixed_into_rendered_scenes() {
     image::RgbImage::from_pixel(50, 50, image::Rgb([255, 255, 0]))
         .save(user.join("doorbell/bell.jpg"))
         .unwrap();
+    // A silent video of the dog: its stills become pictures of the label.
+    let walk = user.join("dog_barking/walk.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=cyan:s=160x120:r=25:d=4",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        arg(&walk),
+    ]);
     let out = root.join("out");
     let o = import(&[
         arg(&user),
         "--out",
         arg(&out),
+        "--silent-videos",
+        "pictures",
         "--renders",
         "3",
         "--pool",
@@ -716,7 +741,7 @@ fn sounds_and_pictures_are_mixed_into_rendered_scenes() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m = manifest(&out);
-    assert_eq!(m.len(), 5 * 3);
+    assert_eq!(m.len(), 6 * 3);
     for e in &m {
         let file = e["source"]["file"].as_str().unwrap();
         let role = e["source"]["role"].as_str().unwrap();
@@ -753,8 +778,8 @@ fn sounds_and_pictures_are_mixed_into_rendered_scenes() {
             let want = f0 * 2f64.powf(me[0]["semitones"].as_f64().unwrap() / 12.0);
             let peak = power(&s, want, 16_000.0);
             // Against the median over 100-4000 Hz (robust to a distractor's own tone).
-            let mut all: Vec<f64> = (50..2000)
-                .map(|k| power(&s, k as f64 * 2.0, 16_000.0))
+            let mut all: Vec<f64> = (10..=400)
+                .map(|k| power(&s, k as f64 * 10.0, 16_000.0))
                 .collect();
             all.sort_by(f64::total_cmp);
             let median = all[all.len() / 2];
@@ -767,6 +792,8 @@ fn sounds_and_pictures_are_mixed_into_rendered_scenes() {
             // The picture's colour is on screen.
             let rgb = if label == "doorbell" {
                 [255.0, 255.0, 0.0]
+            } else if file.ends_with("walk.mp4") {
+                [0.0, 255.0, 255.0]
             } else {
                 [0.0, 255.0, 0.0]
             };
@@ -783,7 +810,14 @@ fn sounds_and_pictures_are_mixed_into_rendered_scenes() {
         }
     }
     // Split by source file: every file's renders in one split.
-    for f in ["bark1.wav", "bark2.flac", "rex.png", "ring.ogg", "bell.jpg"] {
+    for f in [
+        "bark1.wav",
+        "bark2.flac",
+        "rex.png",
+        "walk.mp4",
+        "ring.ogg",
+        "bell.jpg",
+    ] {
         let mut s: Vec<&str> = m
             .iter()
             .filter(|e| e["source"]["file"].as_str().unwrap().ends_with(f))
@@ -796,6 +830,12 @@ fn sounds_and_pictures_are_mixed_into_rendered_scenes() {
         summary(&out)["labels"],
         serde_json::json!(["dog_barking", "none", "doorbell"])
     );
+    let files = summary(&out)["files"].as_array().unwrap().clone();
+    let walked = files
+        .iter()
+        .find(|f| f["file"].as_str().unwrap().ends_with("walk.mp4"))
+        .unwrap();
+    assert_eq!(walked["material"], "silent video (pictures)");
     // A new label with sounds only has nothing to pair them with.
     let lone = root.join("lone");
     write_wav(&lone.join("kettle/k.wav"), 16_000, &tone(800.0));

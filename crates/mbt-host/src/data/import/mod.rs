@@ -250,6 +250,8 @@ struct Imported {
     note: Value,
 }
 
+/// Cuts one video with sound into labelled windows and writes them.
+#[allow(clippy::too_many_arguments)]
 fn import_video(
     item: &Item,
     ix: usize,
@@ -258,19 +260,18 @@ fn import_video(
     hop: f64,
     background: Option<&str>,
     sha: &str,
+    container_s: Option<f64>,
 ) -> Result<Imported> {
     let audio = ffmpeg::audio(&item.path, RATE)?;
     let frames = ffmpeg::frames(&item.path, FPS, SIZE)?;
     let dur = (audio.len() as f64 / RATE as f64).min(frames.len() as f64 / FPS as f64);
-    if let Ok(p) = ffmpeg::probe(&item.path) {
-        if let Some(full) = p.duration {
-            if full > 3.0 && dur < 0.9 * full - 0.5 {
-                bail!(
-                    "{}: decoding stopped at {dur:.2} s of {full:.2} s (truncated or corrupt \
-                     stream?)",
-                    item.name
-                );
-            }
+    if let Some(full) = container_s {
+        if full > 3.0 && dur < 0.9 * full - 0.5 {
+            bail!(
+                "{}: decoding stopped at {dur:.2} s of {full:.2} s (truncated or corrupt \
+                 stream?)",
+                item.name
+            );
         }
     }
     for s in &item.segments {
@@ -476,6 +477,10 @@ fn import(args: &ImportArgs) -> Result<Value> {
         !args.inputs.is_empty(),
         "name at least one input (a CSV or a directory)"
     );
+    let occupied = std::fs::read_dir(&args.out).is_ok_and(|mut d| d.next().is_some());
+    if occupied && !args.force {
+        prepare_out(&args.out, false)?; // the error naming the directory, before any work
+    }
     let allowed = allowed(args)?;
     if let Some(bg) = &args.background_label {
         allowed
@@ -505,6 +510,7 @@ fn import(args: &ImportArgs) -> Result<Value> {
     }
     // Videos: streams first, so a file without sound fails before any decoding.
     let mut silent = vec![false; items.len()];
+    let mut container_s = vec![None; items.len()];
     let probes: Vec<Result<Option<ffmpeg::Probe>>> = items
         .par_iter()
         .map(|it| match it.material {
@@ -515,6 +521,7 @@ fn import(args: &ImportArgs) -> Result<Value> {
     for (i, p) in probes.into_iter().enumerate() {
         let Some(p) = p? else { continue };
         let it = &mut items[i];
+        container_s[i] = p.duration;
         match (&p.video, &p.audio) {
             (Some(_), Some(_)) => {}
             (None, Some(_)) => it.material = Material::Sound,
@@ -573,6 +580,7 @@ fn import(args: &ImportArgs) -> Result<Value> {
                     args.hop,
                     args.background_label.as_deref(),
                     &shas[i],
+                    container_s[i],
                 )
                 .map(Some),
                 Material::Evidence { jpg, wav, json } => {
