@@ -503,6 +503,14 @@ fn bad_inputs_are_refused_with_the_file_and_the_reason() {
         serde_json::json!(["dog_barking", "none", "cat_meowing"])
     );
     std::fs::remove_dir_all(&out).unwrap();
+    // The labels a model's metadata lists (the bundled model's ten).
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/edge.onnx");
+    std::fs::write(&csv, "good.mp4,doorbell\n").unwrap();
+    let e = refused(&[arg(&csv), "--out", o, "--model", arg(&model)], "good.mp4");
+    assert!(
+        e.contains("unknown label `doorbell`") && e.contains("edge.onnx allows dog_barking"),
+        "{e}"
+    );
     // An empty CSV.
     std::fs::write(&csv, "file,label\n").unwrap();
     let e = refused(&[arg(&csv), "--out", o], "silent.csv");
