@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod export;
+pub mod heads;
 pub mod layers;
 pub mod mbt;
 pub mod stats;

@@ -53,6 +53,32 @@ pub enum StreamTargets {
     Kinds,
 }
 
+/// Which weights a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trainable {
+    /// Every weight of the model (the trunks are outside it: they stay frozen either way).
+    All,
+    /// The stream heads only (their LayerNorm and classifier); the rest is frozen. For
+    /// personalisation: the features the old labels rely on cannot move.
+    Heads,
+    /// Personalisation: only the heads' columns of the added labels (see
+    /// [`Trainer::keep_head_columns`]); every old label's logit stays what it was on any input.
+    NewLabels,
+}
+
+/// What the distillation holds the student's old-label logits to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DistillLoss {
+    /// The teacher's softmax over the old labels (learning without forgetting): relative
+    /// logits only, so all old logits may sink together below a new label's.
+    Softmax,
+    /// The teacher's logits themselves (mean squared difference): their level too, so a new
+    /// label has to rise above the old logits instead of pushing them down.
+    Logits,
+}
+
 /// The training recipe: the `[train]` table of a model config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -102,6 +128,18 @@ pub struct TrainConfig {
     /// heard and seen; the next epoch's clips render on a background thread while this one
     /// trains.
     pub fresh_renders: bool,
+    /// Personalisation (`mbt train --init`): weight of the distillation loss that holds the
+    /// old labels' logits to the initial model's on the same clips (learning without
+    /// forgetting, Li and Hoiem 2016); 0 disables it. Needs a teacher (see
+    /// [`Trainer::step_distilled`]).
+    pub distill_weight: f64,
+    /// Temperature of that distillation (both softmaxes divided by it; the loss is scaled by
+    /// its square so its gradient keeps its size).
+    pub distill_temperature: f64,
+    /// What the distillation matches (`softmax` or `logits`).
+    pub distill_loss: DistillLoss,
+    /// Which weights train (`all`, `heads` or `new_labels`).
+    pub trainable: Trainable,
 }
 
 impl Default for TrainConfig {
@@ -132,6 +170,10 @@ impl Default for TrainConfig {
             time_shift: 8,
             threads: 2,
             fresh_renders: false,
+            distill_weight: 0.0,
+            distill_temperature: 2.0,
+            distill_loss: DistillLoss::Softmax,
+            trainable: Trainable::All,
         }
     }
 }
@@ -204,6 +246,12 @@ impl TrainConfig {
         if self.threads == 0 {
             return err("threads", "must be at least 1");
         }
+        if !(self.distill_weight >= 0.0 && self.distill_weight.is_finite()) {
+            return err("distill_weight", "must be a number >= 0");
+        }
+        if !(self.distill_temperature > 0.0 && self.distill_temperature.is_finite()) {
+            return err("distill_temperature", "must be a positive number");
+        }
         Ok(())
     }
 
@@ -245,6 +293,14 @@ pub struct Predictions {
     pub streams: Vec<Vec<f32>>,
 }
 
+/// A teacher's logits for one batch (personalisation's distillation): the initial model's
+/// fused logits, then each stream's, each `[n, classes]` over its `classes` (old) labels,
+/// which are the first `classes` of the student's.
+pub struct Teacher {
+    pub classes: usize,
+    pub logits: Vec<Vec<f32>>,
+}
+
 #[derive(Debug, Error)]
 pub enum CheckpointError {
     #[error("{path}: {message}")]
@@ -258,6 +314,36 @@ pub struct Trainer {
     device: Device,
     cfg: ModelConfig,
     train: TrainConfig,
+    /// Head columns put back after every step (see [`Trainer::keep_head_columns`]).
+    keep: Option<KeptColumns>,
+}
+
+/// The first `n` columns of every stream head (weight and bias), as they were.
+struct KeptColumns {
+    n: usize,
+    heads: Vec<(Tensor<2>, Option<Tensor<1>>)>,
+}
+
+impl KeptColumns {
+    /// `model` with the kept columns written back over the optimiser's update.
+    fn apply(&self, mut model: Mbt) -> Mbt {
+        for (io, (w0, b0)) in model.streams.iter_mut().zip(&self.heads) {
+            let w = io.head.weight.val();
+            let [_, c] = w.dims();
+            let w = Tensor::cat(vec![w0.clone(), w.narrow(1, self.n, c - self.n)], 1)
+                .detach()
+                .require_grad();
+            io.head.weight = Param::initialized(io.head.weight.id, w);
+            if let (Some(bp), Some(b0)) = (io.head.bias.take(), b0) {
+                let b = bp.val();
+                let b = Tensor::cat(vec![b0.clone(), b.narrow(0, self.n, c - self.n)], 0)
+                    .detach()
+                    .require_grad();
+                io.head.bias = Some(Param::initialized(bp.id, b));
+            }
+        }
+        model
+    }
 }
 
 fn tensor3(data: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {
@@ -269,14 +355,59 @@ impl Trainer {
     pub fn new(cfg: &ModelConfig, train: &TrainConfig, seed: u64) -> Self {
         let device = Device::flex().autodiff();
         device.seed(seed);
-        let model = Mbt::new(cfg, &device);
+        let model = trainable(Mbt::new(cfg, &device), train.trainable);
         Trainer {
             model: Some(model),
             optim: optimizer(train),
             device,
             cfg: cfg.clone(),
             train: train.clone(),
+            keep: None,
         }
+    }
+
+    /// Keeps the first `n` columns of every head (the old labels' weights and biases) as they
+    /// are now: after every step they are written back, so with `trainable = "new_labels"`
+    /// (the rest frozen) only the added labels' columns learn.
+    pub fn keep_head_columns(&mut self, n: usize) {
+        let heads = self
+            .model()
+            .streams
+            .iter()
+            .map(|io| {
+                (
+                    io.head.weight.val().narrow(1, 0, n).detach(),
+                    io.head
+                        .bias
+                        .as_ref()
+                        .map(|b| b.val().narrow(0, 0, n).detach()),
+                )
+            })
+            .collect();
+        self.keep = Some(KeptColumns { n, heads });
+    }
+
+    /// A trainer that starts from `weights` (a model of `cfg`, e.g. read back from an exported
+    /// file and grown by new classes) instead of a fresh initialisation.
+    pub fn from_weights(
+        cfg: &ModelConfig,
+        train: &TrainConfig,
+        seed: u64,
+        weights: Mbt,
+    ) -> Result<Self, CheckpointError> {
+        let mut t = Trainer::new(cfg, train, seed);
+        let Some(model) = t.model.take() else {
+            unreachable!("a new trainer holds its model")
+        };
+        let loaded =
+            model
+                .try_load_record(weights.into_record())
+                .map_err(|e| CheckpointError::Io {
+                    path: "(initial weights)".into(),
+                    message: e.to_string(),
+                })?;
+        t.model = Some(trainable(loaded, train.trainable));
+        Ok(t)
     }
 
     /// Starts the trained trunk layers (`trunks.finetune_last`) from the trunks' own weights,
@@ -321,6 +452,20 @@ impl Trainer {
     /// CPU backend's kernels barely use a second core on tensors this small (1.09x from one
     /// thread to two, BENCHMARKS.md); whole shards do.
     pub fn step(&mut self, batch: &Batch, lr: f64, step_seed: u64) -> (StepStats, Vec<f32>) {
+        self.step_distilled(batch, None, lr, step_seed)
+    }
+
+    /// [`Trainer::step`] with the distillation loss against `teacher`'s logits for the same
+    /// batch (weighted by `train.distill_weight`; the stream heads' terms also by
+    /// `modality_loss_weight`): for each output, the cross-entropy of the student's softmax
+    /// over the teacher's classes against the teacher's, both at `distill_temperature`.
+    pub fn step_distilled(
+        &mut self,
+        batch: &Batch,
+        teacher: Option<&Teacher>,
+        lr: f64,
+        step_seed: u64,
+    ) -> (StepStats, Vec<f32>) {
         let Some(model) = self.model.take() else {
             unreachable!("the model is put back at the end of every step")
         };
@@ -331,6 +476,7 @@ impl Trainer {
             device: &self.device,
             batch,
             step_seed,
+            teacher: teacher.filter(|_| self.train.distill_weight > 0.0),
         };
         let (stats, logits, grads) = if parts.len() == 1 {
             // One shard: the model itself, no fork, no weighting (the single-thread
@@ -353,7 +499,11 @@ impl Trainer {
             }
             (stats, logits, acc.grads())
         };
-        self.model = Some(self.optim.step(lr, model, grads));
+        let model = self.optim.step(lr, model, grads);
+        self.model = Some(match &self.keep {
+            Some(k) => k.apply(model),
+            None => model,
+        });
         (stats, logits)
     }
 
@@ -432,6 +582,7 @@ struct ShardCtx<'a> {
     device: &'a Device,
     batch: &'a Batch,
     step_seed: u64,
+    teacher: Option<&'a Teacher>,
 }
 
 /// One shard's losses (weighted by its share of the batch), fused logits and gradients.
@@ -472,8 +623,47 @@ impl ShardCtx<'_> {
             .into_data()
             .try_to_vec::<f32>()
             .unwrap_or_default();
+        let mut distill = None;
+        if let Some(t) = self.teacher {
+            let temp = self.train.distill_temperature;
+            let outputs = std::iter::once(&out.logits).chain(&out.stream_logits);
+            for (o, (student, teacher)) in outputs.zip(&t.logits).enumerate() {
+                let weight = if o == 0 {
+                    self.train.distill_weight
+                } else {
+                    self.train.distill_weight * self.train.modality_loss_weight
+                };
+                if weight == 0.0 {
+                    continue;
+                }
+                let own = student.clone().narrow(1, 0, t.classes);
+                let kd = match self.train.distill_loss {
+                    DistillLoss::Softmax => {
+                        let soft = softmax_rows(&part(teacher), t.classes, temp);
+                        let soft =
+                            Tensor::from_data(TensorData::new(soft, [n, t.classes]), self.device);
+                        (soft * log_softmax(own / temp, 1)).sum_dim(1).mean().neg()
+                            * (weight * temp * temp)
+                    }
+                    DistillLoss::Logits => {
+                        let target = Tensor::from_data(
+                            TensorData::new(part(teacher), [n, t.classes]),
+                            self.device,
+                        );
+                        (own - target).powi_scalar(2).mean() * weight
+                    }
+                };
+                distill = Some(match distill {
+                    Some(d) => d + kd,
+                    None => kd,
+                });
+            }
+        }
         let fused = loss(out.logits, targets.clone(), self.train.loss);
         let mut total = fused.clone();
+        if let Some(d) = distill {
+            total = total + d;
+        }
         if self.train.modality_loss_weight > 0.0 {
             for (i, l) in out.stream_logits.into_iter().enumerate() {
                 let own = match b.stream_targets.get(i) {
@@ -498,6 +688,58 @@ impl ShardCtx<'_> {
             stats,
             logits,
             grads: GradientsParams::from_grads(total.backward(), model),
+        }
+    }
+}
+
+/// Row-wise softmax of `logits / temperature` (`[rows, classes]`), in f64 for the sums.
+fn softmax_rows(logits: &[f32], classes: usize, temperature: f64) -> Vec<f32> {
+    let mut out = Vec::with_capacity(logits.len());
+    for row in logits.chunks(classes) {
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let e: Vec<f64> = row
+            .iter()
+            .map(|&v| ((v as f64 - m) / temperature).exp())
+            .collect();
+        let s: f64 = e.iter().sum();
+        out.extend(e.iter().map(|v| (v / s) as f32));
+    }
+    out
+}
+
+/// `model` with the weights [`Trainable`] excludes frozen (no gradients, so the optimiser
+/// never moves them).
+fn trainable(model: Mbt, which: Trainable) -> Mbt {
+    match which {
+        Trainable::All => model,
+        Trainable::Heads | Trainable::NewLabels => {
+            let Mbt {
+                streams,
+                layers,
+                bottleneck,
+                num_layers,
+                fusion_layer,
+                fusion_code,
+                tokens,
+            } = model;
+            Mbt {
+                streams: streams
+                    .into_iter()
+                    .map(|mut io| {
+                        io.last = io.last.map(|l| l.no_grad());
+                        io.embed = io.embed.no_grad();
+                        io.cls = io.cls.map(|p| p.set_require_grad(false));
+                        io.pos = io.pos.set_require_grad(false);
+                        io
+                    })
+                    .collect(),
+                layers: layers.into_iter().map(|b| b.no_grad()).collect(),
+                bottleneck: bottleneck.map(|p| p.set_require_grad(false)),
+                num_layers,
+                fusion_layer,
+                fusion_code,
+                tokens,
+            }
         }
     }
 }
@@ -695,6 +937,7 @@ mod tests {
             device: whole.device.clone(),
             cfg: cfg.clone(),
             train: recipe(threads),
+            keep: None,
         };
         let (mut one, mut three, mut other) = (same(1), same(3), same(1));
         let (s1, l1) = one.step(&batch, 0.5, 7);
@@ -729,6 +972,85 @@ mod tests {
             s1.loss,
             s_other.loss
         );
+    }
+
+    #[test]
+    fn heads_only_moves_only_the_heads_and_distillation_adds_the_teacher_term() {
+        let cfg = ModelConfig {
+            width: 16,
+            layers: 2,
+            heads: 2,
+            mlp_ratio: 2,
+            fusion_layer: 1,
+            drop_path: 0.0,
+            ..Default::default()
+        };
+        let recipe = TrainConfig {
+            optimizer: Optimizer::Sgd,
+            trainable: Trainable::Heads,
+            modality_loss_weight: 0.0,
+            label_smoothing: 0.0,
+            threads: 2,
+            ..TrainConfig::default()
+        };
+        let batch = toy_batch(&cfg, 4);
+        let mut t = Trainer::new(&cfg, &recipe, 1);
+        let vals = |m: &Mbt| {
+            let v = |x: Tensor<2>| x.into_data().try_to_vec::<f32>().unwrap();
+            (
+                v(m.streams[0].embed.weight.val()),
+                v(m.layers[0].attn.qkv.weight.val()),
+                v(m.streams[0].head.weight.val()),
+            )
+        };
+        let before = vals(&t.model());
+        let (plain, logits) = t.step(&batch, 0.5, 3);
+        let after = vals(&t.model());
+        assert_eq!(before.0, after.0, "the patch embedding moved");
+        assert_eq!(before.1, after.1, "a transformer layer moved");
+        assert_ne!(before.2, after.2, "the head did not move");
+
+        // The distillation term, by hand from the same logits: T^2 * mean over rows of the
+        // cross-entropy of softmax(student[:k] / T) against softmax(teacher / T).
+        let k = cfg.num_classes() - 2;
+        let teacher: Vec<f32> = (0..4 * k)
+            .map(|i| ((i * 37) % 11) as f32 / 3.0 - 1.5)
+            .collect();
+        let recipe = TrainConfig {
+            distill_weight: 0.7,
+            distill_temperature: 2.0,
+            ..recipe
+        };
+        let mut d = Trainer::new(&cfg, &recipe, 1);
+        let mut same = Trainer::new(&cfg, &recipe, 1);
+        d.model = Some(trainable(t.model.clone().unwrap(), Trainable::Heads));
+        same.model = d.model.clone();
+        let (no_teacher, l0) = same.step(&batch, 0.0, 3);
+        let tch = Teacher {
+            classes: k,
+            logits: vec![teacher.clone(), vec![], vec![]],
+        };
+        let (with, l1) = d.step_distilled(&batch, Some(&tch), 0.0, 3);
+        assert_eq!(l0, l1);
+        let classes = cfg.num_classes();
+        let mut want = 0f64;
+        for (s, tr) in l1.chunks(classes).zip(teacher.chunks(k)) {
+            let p = softmax_rows(tr, k, 2.0);
+            let q = softmax_rows(&s[..k], k, 2.0);
+            want -= p
+                .iter()
+                .zip(&q)
+                .map(|(a, b)| *a as f64 * (*b as f64).ln())
+                .sum::<f64>();
+        }
+        want *= 0.7 * 4.0 / 4.0;
+        let got = (with.loss - no_teacher.loss) as f64;
+        assert!(
+            (got - want).abs() < 1e-4,
+            "distillation term {got} vs {want}"
+        );
+        assert!(want > 0.01);
+        let _ = (plain, logits);
     }
 
     #[test]

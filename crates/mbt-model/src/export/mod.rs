@@ -4,5 +4,6 @@
 pub mod compose;
 pub mod graph;
 pub mod onnx;
+pub mod read;
 
 pub use onnx::{export, ExportError, ExportOptions, Int8};
