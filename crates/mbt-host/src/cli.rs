@@ -47,7 +47,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct TrainCli {
     /// Model config with its [train] table (e.g. configs/edge.toml); not needed with --resume
-    #[arg(long, value_name = "TOML", required_unless_present = "resume")]
+    /// or --init
+    #[arg(long, value_name = "TOML", required_unless_present_any = ["resume", "init"])]
     pub config: Option<PathBuf>,
     /// Override one setting, e.g. --set train.epochs=5 --set fusion_layer=2 (repeatable)
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -83,6 +84,46 @@ pub struct TrainCli {
     /// checkout's models/trunks]
     #[arg(long, value_name = "DIR")]
     pub trunks: Option<PathBuf>,
+    #[command(flatten)]
+    pub personalise: PersonaliseCli,
+}
+
+/// Personalisation: `mbt train --init MODEL --data DIR [--add-labels a,b]` fine-tunes an
+/// existing model's fusion part and heads on a user's clips (trunks frozen).
+#[derive(Debug, Args)]
+pub struct PersonaliseCli {
+    /// Start from this model: an exported .onnx (e.g. models/edge.onnx) or a checkpoint (.bpk
+    /// or a run directory); its config, labels and tokenizer are kept (--set changes train.*
+    /// only). Writes RUN/model.onnx, RUN/best.bpk and RUN/personalise.json
+    #[arg(long, value_name = "MODEL", conflicts_with_all = ["config", "resume"])]
+    pub init: Option<PathBuf>,
+    /// Labels to add (a-z, 0-9, _), appended after the model's own, e.g. --add-labels sheep,cow
+    #[arg(long, value_name = "A,B", value_delimiter = ',', requires = "init")]
+    pub add_labels: Vec<String>,
+    /// A standard data set to measure forgetting on (its split's top-1 before and after)
+    #[arg(long, value_name = "DIR", requires = "init")]
+    pub forgetting_data: Option<PathBuf>,
+    /// Split of --forgetting-data
+    #[arg(long, default_value = "test", requires = "forgetting_data")]
+    pub forgetting_split: String,
+    /// Clips of that split used (its first N: a fixed subset)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 600,
+        requires = "forgetting_data"
+    )]
+    pub forgetting_limit: usize,
+    /// A data set whose training clips' cached features are mixed into every epoch (where a
+    /// standard set is at hand; the default remedy against forgetting needs none)
+    #[arg(long, value_name = "DIR", requires = "init")]
+    pub replay: Option<PathBuf>,
+    /// Clips of --replay used (its first N training clips)
+    #[arg(long, value_name = "N", default_value_t = 256, requires = "replay")]
+    pub replay_limit: usize,
+    /// Event threshold written into the model for each added label (the old labels keep theirs)
+    #[arg(long, value_name = "T", default_value_t = 0.5, requires = "init")]
+    pub new_label_threshold: f32,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cache: a.cache,
             pool: a.pool,
             trunks: a.trunks,
+            init: a.personalise.init.map(|init| train::personalise::InitArgs {
+                init,
+                add_labels: a.personalise.add_labels,
+                forgetting_data: a.personalise.forgetting_data,
+                forgetting_split: a.personalise.forgetting_split,
+                forgetting_limit: a.personalise.forgetting_limit,
+                replay: a.personalise.replay,
+                replay_limit: a.personalise.replay_limit,
+                new_label_threshold: a.personalise.new_label_threshold,
+            }),
         }),
         Command::Eval(a) => train::eval::run(train::eval::EvalArgs {
             model: a.model,

@@ -213,6 +213,38 @@ impl DataSet {
         Ok(v)
     }
 
+    /// Whether the manifest has clips of `split`.
+    pub fn has_split(&self, split: &str) -> bool {
+        self.entries.iter().any(|e| e.split == split)
+    }
+
+    /// The label index (in `labels`) of each of `split`'s first `limit` entries, in manifest
+    /// order: what a feature cache's header must say for these labels (a cache records
+    /// indices, and the same data set may be read with a longer label list, e.g. after
+    /// personalisation added labels).
+    pub fn label_indices(
+        &self,
+        split: &str,
+        limit: Option<usize>,
+        labels: &[String],
+    ) -> anyhow::Result<Vec<usize>> {
+        self.entries(split, limit)?
+            .into_iter()
+            .map(|i| {
+                let e = &self.entries[i];
+                labels.iter().position(|l| *l == e.label).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: clip {} has label `{}`, not one of {:?}",
+                        self.dir.join("manifest.jsonl").display(),
+                        e.id,
+                        e.label,
+                        labels
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Decodes entry `index` (from [`DataSet::entries`]).
     pub fn decode_entry(
         &self,

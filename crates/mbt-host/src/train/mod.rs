@@ -21,7 +21,9 @@ pub mod dataset;
 pub mod eval;
 pub mod features;
 pub mod fresh;
+pub mod init;
 pub mod metrics;
+pub mod personalise;
 pub mod plot;
 
 use std::io::Write;
@@ -59,6 +61,8 @@ pub struct TrainArgs {
     pub pool: Option<PathBuf>,
     /// Trunk directory for a model with `[trunks]` (default: the checkout's models/trunks).
     pub trunks: Option<PathBuf>,
+    /// Personalisation: start from this model (`--init`) instead of a config.
+    pub init: Option<personalise::InitArgs>,
 }
 
 /// Where a run stands: written with every checkpoint.
@@ -298,6 +302,9 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    if let Some(init) = &args.init {
+        return personalise::run(&args, init);
+    }
     let run = args.out.clone();
     let (model_cfg, train_cfg, mut state, mut trainer) = if args.resume {
         let (m, t) =
