@@ -716,6 +716,8 @@ fn sounds_and_pictures_are_mixed_into_rendered_scenes() {
     image::RgbImage::from_pixel(50, 50, image::Rgb([255, 255, 0]))
         .save(user.join("doorbell/bell.jpg"))
         .unwrap();
+    // The television, which is not an event.
+    write_wav(&user.join("none/tv.wav"), 16_000, &tone(3000.0));
     // A silent video of the dog: its stills become pictures of the label.
     let walk = user.join("dog_barking/walk.mp4");
     ffmpeg(&[
@@ -749,7 +751,7 @@ fn sounds_and_pictures_are_mixed_into_rendered_scenes() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m = manifest(&out);
-    assert_eq!(m.len(), 6 * 3);
+    assert_eq!(m.len(), 7 * 3);
     for e in &m {
         let file = e["source"]["file"].as_str().unwrap();
         let role = e["source"]["role"].as_str().unwrap();
@@ -768,21 +770,25 @@ fn sounds_and_pictures_are_mixed_into_rendered_scenes() {
             .filter(|x| x["source"] == id.as_str())
             .collect();
         assert_eq!(me.len(), 1, "{}: {p}", e["id"]);
-        assert_eq!(me[0][flag], true);
         let label = e["label"].as_str().unwrap();
+        // The labelled sound or object, unless labelled none: then it is heard from off-screen
+        // (a sound), or seen not sounding (a picture), as kind `other`.
+        assert_eq!(me[0][flag], label != "none");
         // A new label gets its own name as the kind in the parameters.
-        assert_eq!(
-            me[0]["kind"],
-            if label == "doorbell" {
-                "doorbell"
-            } else {
-                "dog"
-            }
-        );
+        let kind = match label {
+            "doorbell" => "doorbell",
+            "none" => "other",
+            _ => "dog",
+        };
+        assert_eq!(me[0]["kind"], kind);
         if role == "sound" {
             // The tone, pitch shifted as recorded, stands out of the mix.
             let (_, s) = read_wav(&out.join(e["audio"].as_str().unwrap()));
-            let f0 = if label == "doorbell" { 2500.0 } else { 1500.0 };
+            let f0 = match label {
+                "doorbell" => 2500.0,
+                "none" => 3000.0,
+                _ => 1500.0,
+            };
             let want = f0 * 2f64.powf(me[0]["semitones"].as_f64().unwrap() / 12.0);
             let peak = power(&s, want, 16_000.0);
             // Against the median over 100-4000 Hz (robust to a distractor's own tone).
@@ -825,6 +831,7 @@ fn sounds_and_pictures_are_mixed_into_rendered_scenes() {
         "walk.mp4",
         "ring.ogg",
         "bell.jpg",
+        "tv.wav",
     ] {
         let mut s: Vec<&str> = m
             .iter()
