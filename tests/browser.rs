@@ -2,8 +2,9 @@
 //! fantoccini) while `mbtd` replays the bundled demo clip in real time with the bundled model.
 //! Asserts that the live page's scores change, the camera frame and the log-mel strip draw,
 //! the demo's events appear on the events page with their key frame and audio, and the
-//! timeline draws lines, thresholds and events. Saves a screenshot of each page
-//! (`docs/screenshots/`, shown in the README).
+//! timeline draws lines, thresholds and events; then that a threshold typed on the live page
+//! and a label switched off reach mbtd, and that "wrong" on an event card lands in
+//! `labels.csv`. Saves a screenshot of each page (`docs/screenshots/`, shown in the README).
 //!
 //! Ignored by default (needs Chromium and about a minute):
 //! `scripts/test-browser.sh` installs `chromium` and `chromium-driver` when missing and runs it.
@@ -175,6 +176,36 @@ fn live_events_and_timeline_pages_in_headless_chromium() {
                 && document.querySelectorAll('.lane rect.event').length > 0
                 && document.querySelectorAll('.lane line').length === lanes.length;"#).await;
         screenshot(&c, "timeline.png").await;
+
+        // Tuning from the live page (after the clip's events, so they are not changed): a
+        // threshold typed in and a label switched off reach mbtd (its API says so).
+        c.goto(&format!("{base}/")).await.unwrap();
+        c.wait().for_element(Locator::Css("#scores tbody tr .thr")).await.unwrap();
+        let label = js(&c, r#"
+            const tr = document.querySelector('#scores tbody tr');
+            const i = tr.querySelector('.thr'); i.value = '0.77'; i.dispatchEvent(new Event('change'));
+            const on = tr.querySelector('.on'); on.checked = false; on.dispatchEvent(new Event('change'));
+            return tr.id.slice(4);"#).await;
+        let label = label.as_str().unwrap().to_string();
+        until(&c, "the change saved", Duration::from_secs(20),
+              "return document.getElementById('tune-msg').textContent.includes('off (saved)')").await;
+        let labels = crate::web::request(d.addr, "GET", "/api/labels", &[]).json();
+        let tuned = labels["labels"].as_array().unwrap().iter().find(|s| s["label"] == label.as_str()).cloned().unwrap();
+        assert!((tuned["threshold"].as_f64().unwrap() - 0.77).abs() < 1e-6, "{tuned}");
+        assert_eq!(tuned["enabled"], false, "{tuned}");
+
+        // Marking from the events page: "wrong" on the first card, written to labels.csv.
+        c.goto(&format!("{base}/events")).await.unwrap();
+        c.wait().for_element(Locator::Css(".card .marks button")).await.unwrap();
+        let id = js(&c, r#"
+            const m = document.querySelector('.card .marks');
+            m.querySelector('button[data-v=wrong]').click();
+            return m.dataset.id;"#).await;
+        let id = id.as_str().unwrap().to_string();
+        until(&c, "the mark shown", Duration::from_secs(20),
+              "return document.querySelector('.card .marks').textContent.includes('marked wrong')").await;
+        let csv = std::fs::read_to_string(state.join("mbtd/evidence/labels.csv")).unwrap();
+        assert!(csv.contains(&format!("{id},none")), "{csv}");
         c.close().await.unwrap();
     });
     drop(d);
