@@ -508,14 +508,15 @@ mod tests {
             assert!(s.bytes() <= max, "after {i}: {}", s.bytes());
         }
         assert!(s.jpeg_path("ev-000").exists() && s.jpeg_path("ev-001").exists());
-        assert!(!s.jpeg_path("ev-002").exists(), "unmarked again: deleted in turn");
+        assert!(
+            !s.jpeg_path("ev-002").exists(),
+            "unmarked again: deleted in turn"
+        );
         assert!(s.jpeg_path("ev-039").exists());
         // A budget full of marked events: they go too (oldest first), the bound holds.
-        let s = EvidenceStore::open_pinned(
-            &cfg(t.path(), max),
-            (0..200).map(|i| format!("ev-{i:03}")),
-        )
-        .unwrap();
+        let s =
+            EvidenceStore::open_pinned(&cfg(t.path(), max), (0..200).map(|i| format!("ev-{i:03}")))
+                .unwrap();
         for i in 40..80 {
             save(&s, i);
             assert!(s.bytes() <= max, "after {i}: {}", s.bytes());
