@@ -201,6 +201,15 @@ fn args(state: &Path, seconds: u32, extra: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// One label's entry of `GET /api/labels`.
+fn label_state(addr: SocketAddr, label: &str) -> serde_json::Value {
+    let l = request(addr, "GET", "/api/labels", &[]).json();
+    l["labels"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["label"] == label).cloned())
+        .unwrap_or_else(|| panic!("no {label} in {l}"))
+}
+
 fn news(ev: &[Event], label: &str) -> usize {
     ev.iter()
         .filter(|e| e.label == label && e.kind == EventKind::New)
@@ -425,16 +434,7 @@ fn labels_are_tuned_from_the_web_page_saved_apart_from_the_toml_and_marked() {
     assert!((person - 0.02).abs() < 1e-6, "{person}");
 
     let d = Running::start(&args(&state, 60, &[]), &state);
-    let l = request(d.addr, "GET", "/api/labels", &[]).json();
-    let get = |label: &str| {
-        l["labels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["label"] == label)
-            .cloned()
-            .unwrap()
-    };
+    let get = |label: &str| label_state(d.addr, label);
     assert_eq!(get("glass_breaking")["enabled"], false);
     assert_eq!(get("dog_barking")["origin"], "runtime");
     assert_eq!(get("door_slammed")["origin"], "default");
@@ -582,20 +582,19 @@ fn mqtt_set_topics_tune_labels_and_home_assistant_gets_a_number_and_a_switch() {
         Duration::from_secs(10),
     );
     // The web page sees the same state.
-    let l = request(d.addr, "GET", "/api/labels", &[]).json();
-    let get = |label: &str| {
-        l["labels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["label"] == label)
-            .cloned()
-            .unwrap()
-    };
+    let get = |label: &str| label_state(d.addr, label);
     let close = |v: &serde_json::Value, want: f64| (v.as_f64().unwrap() - want).abs() < 1e-6;
-    assert!(close(&get("dog_barking")["threshold"], 0.42), "{l}");
+    assert!(
+        close(&get("dog_barking")["threshold"], 0.42),
+        "{}",
+        get("dog_barking")
+    );
     assert_eq!(get("glass_breaking")["enabled"], false);
-    assert!(close(&get("door_slammed")["threshold"], 0.01), "{l}");
+    assert!(
+        close(&get("door_slammed")["threshold"], 0.01),
+        "{}",
+        get("door_slammed")
+    );
     // A change from the web page is announced on MQTT too.
     assert_eq!(
         json(d.addr, "/api/labels/door_slammed", r#"{"threshold": 0.3}"#).status,

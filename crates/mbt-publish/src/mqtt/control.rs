@@ -185,13 +185,7 @@ pub fn state_messages(t: &Topics, a: &Announce) -> Vec<Message> {
 /// Home Assistant discovery for the tuning: a number entity per threshold (0.01-1, step
 /// 0.01, a slider) and a switch per label, on the device the detection entities belong to.
 pub fn discovery_controls(t: &Topics, a: &Announce, sw_version: &str) -> Vec<Message> {
-    let device = json!({
-        "identifiers": [format!("mbt-edge_{}", t.device)],
-        "name": t.device,
-        "manufacturer": "mbt-edge",
-        "model": "mbtd sound + vision event detector",
-        "sw_version": sw_version,
-    });
+    let device = super::messages::device(t, sw_version);
     let mut out = Vec::new();
     for c in &a.controls {
         let pretty = c.label.replace('_', " ");
@@ -267,14 +261,7 @@ pub fn removed(t: &Topics, before: &Announce, after: &Announce) -> Vec<Message> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn topics() -> Topics {
-        Topics {
-            prefix: "mbt".into(),
-            device: "porch".into(),
-            discovery_prefix: "homeassistant".into(),
-        }
-    }
+    use crate::mqtt::messages::tests::topics;
 
     fn labels() -> Vec<String> {
         vec!["dog_barking".into(), "glass_breaking".into()]

@@ -211,17 +211,22 @@ pub fn event_messages(
     out
 }
 
-/// Home Assistant discovery: per label a binary sensor (the state), a sensor (the score) and,
-/// with snapshots, an image entity; one event entity whose event types are the labels; all
-/// tied to one device and to the availability topic.
-pub fn discovery(t: &Topics, labels: &[String], sw_version: &str, snapshots: bool) -> Vec<Message> {
-    let device = json!({
+/// The Home Assistant device every entity of this daemon belongs to.
+pub(super) fn device(t: &Topics, sw_version: &str) -> Value {
+    json!({
         "identifiers": [format!("mbt-edge_{}", t.device)],
         "name": t.device,
         "manufacturer": "mbt-edge",
         "model": "mbtd sound + vision event detector",
         "sw_version": sw_version,
-    });
+    })
+}
+
+/// Home Assistant discovery: per label a binary sensor (the state), a sensor (the score) and,
+/// with snapshots, an image entity; one event entity whose event types are the labels; all
+/// tied to one device and to the availability topic.
+pub fn discovery(t: &Topics, labels: &[String], sw_version: &str, snapshots: bool) -> Vec<Message> {
+    let device = device(t, sw_version);
     let avail = |v: &mut Value| {
         if let Value::Object(m) = v {
             m.insert("availability_topic".into(), json!(t.availability()));
@@ -295,11 +300,12 @@ pub fn discovery(t: &Topics, labels: &[String], sw_version: &str, snapshots: boo
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::mqtt) mod tests {
     use super::*;
     use crate::frame::tests::event;
 
-    fn topics() -> Topics {
+    /// Device `porch` under `mbt`, discovery under `homeassistant` (shared with control's tests).
+    pub(in crate::mqtt) fn topics() -> Topics {
         Topics {
             prefix: "mbt".into(),
             device: "porch".into(),
