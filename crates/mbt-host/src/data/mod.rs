@@ -81,54 +81,7 @@ pub enum DataCmd {
     },
     /// Import your own material (videos with sound, mbtd evidence folders, sounds, pictures) as a
     /// data set `mbt train` reads, labelled by CSV (file,label[,start,end]) or label folders
-    Import {
-        /// CSV files (file,label[,start,end]; paths relative to the CSV) and directories (label
-        /// folders DIR/<label>/..., and/or DIR/labels.csv, e.g. mbtd's evidence directory)
-        #[arg(required = true, value_name = "CSV|DIR")]
-        inputs: Vec<PathBuf>,
-        /// Output directory; must be empty unless --force
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// Seconds between the starts of consecutive 2 s windows of a video
-        #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
-        hop: f64,
-        /// Label for windows no start/end span touches (default: leave them out)
-        #[arg(long, value_name = "LABEL")]
-        background_label: Option<String>,
-        /// Share of each label's source files held out for validation
-        #[arg(long, default_value_t = 0.15)]
-        val_fraction: f64,
-        /// Share of each label's source files held out for testing
-        #[arg(long, default_value_t = 0.15)]
-        test_fraction: f64,
-        /// Seed of the split and of the rendered scenes
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// The labels allowed (comma separated); others are refused unless in --add-labels
-        #[arg(long, value_name = "A,B,C", conflicts_with = "model")]
-        labels: Option<String>,
-        /// Allow the labels this model's metadata lists (plus --add-labels)
-        #[arg(long, value_name = "ONNX")]
-        model: Option<PathBuf>,
-        /// New labels allowed besides --labels / --model's (comma separated)
-        #[arg(long, value_name = "A,B")]
-        add_labels: Option<String>,
-        /// Rendered clips per sound-only or picture-only file
-        #[arg(long, default_value_t = 8, value_name = "N")]
-        renders: usize,
-        /// A video without an audio track: refuse it, or use stills of it as pictures
-        #[arg(long, value_enum, default_value = "refuse")]
-        silent_videos: import::SilentVideos,
-        /// Source pool for rendering sound-only and picture-only files [default: data/pool.toml]
-        #[arg(long, value_name = "TOML")]
-        pool: Option<PathBuf>,
-        /// Package cache that `mbt data fetch` filled [default: as for fetch]
-        #[arg(long, value_name = "DIR")]
-        cache: Option<PathBuf>,
-        /// Replace the data set in a non-empty --out (manifest.jsonl, summary.json, the splits)
-        #[arg(long)]
-        force: bool,
-    },
+    Import(import::ImportArgs),
     /// Monte-Carlo ceilings of perfect audio-only, video-only and joint classifiers
     Ceiling {
         /// Scenes to fit and (as many again) to score
@@ -242,40 +195,9 @@ pub fn run(cmd: DataCmd) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }
-        DataCmd::Import {
-            inputs,
-            out,
-            hop,
-            background_label,
-            val_fraction,
-            test_fraction,
-            seed,
-            labels,
-            model,
-            add_labels,
-            renders,
-            silent_videos,
-            pool,
-            cache,
-            force,
-        } => {
-            let s = import::run(import::ImportArgs {
-                inputs,
-                out: out.clone(),
-                hop,
-                background_label,
-                val_fraction,
-                test_fraction,
-                seed,
-                labels,
-                model,
-                add_labels,
-                renders,
-                silent_videos,
-                pool,
-                cache,
-                force,
-            })?;
+        DataCmd::Import(args) => {
+            let out = args.out.clone();
+            let s = import::run(args)?;
             println!(
                 "imported {} files into {} in {:.1} s: {}",
                 s["files"].as_array().map_or(0, Vec::len),

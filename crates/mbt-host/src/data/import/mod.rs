@@ -47,21 +47,54 @@ pub enum SilentVideos {
     Pictures,
 }
 
+/// `mbt data import`'s arguments (the command line).
+#[derive(Debug, clap::Args)]
 pub struct ImportArgs {
+    /// CSV files (file,label[,start,end]; paths relative to the CSV) and directories (label
+    /// folders DIR/<label>/..., and/or DIR/labels.csv, e.g. mbtd's evidence directory)
+    #[arg(required = true, value_name = "CSV|DIR")]
     pub inputs: Vec<PathBuf>,
+    /// Output directory; must be empty unless --force
+    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Seconds between the starts of consecutive 2 s windows of a video
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     pub hop: f64,
+    /// Label for windows no start/end span touches (default: leave them out)
+    #[arg(long, value_name = "LABEL")]
     pub background_label: Option<String>,
+    /// Share of each label's source files held out for validation
+    #[arg(long, default_value_t = 0.15)]
     pub val_fraction: f64,
+    /// Share of each label's source files held out for testing
+    #[arg(long, default_value_t = 0.15)]
     pub test_fraction: f64,
+    /// Seed of the split and of the rendered scenes
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The labels allowed (comma separated); others are refused unless in --add-labels
+    #[arg(long, value_name = "A,B,C", conflicts_with = "model")]
     pub labels: Option<String>,
+    /// Allow the labels this model's metadata lists (plus --add-labels)
+    #[arg(long, value_name = "ONNX")]
     pub model: Option<PathBuf>,
+    /// New labels allowed besides --labels / --model's (comma separated)
+    #[arg(long, value_name = "A,B")]
     pub add_labels: Option<String>,
+    /// Rendered clips per sound-only or picture-only file
+    #[arg(long, default_value_t = 8, value_name = "N")]
     pub renders: usize,
+    /// A video without an audio track: refuse it, or use stills of it as pictures
+    #[arg(long, value_enum, default_value = "refuse")]
     pub silent_videos: SilentVideos,
+    /// Source pool for rendering sound-only and picture-only files [default: data/pool.toml]
+    #[arg(long, value_name = "TOML")]
     pub pool: Option<PathBuf>,
+    /// Package cache that `mbt data fetch` filled [default: as for fetch]
+    #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// Replace the data set in a non-empty --out (manifest.jsonl, summary.json, the splits)
+    #[arg(long)]
     pub force: bool,
 }
 
