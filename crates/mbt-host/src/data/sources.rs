@@ -268,31 +268,34 @@ fn decode_image(bytes: &[u8], file: &Path, id: &str, crop: Option<[u32; 4]>) -> 
         }
         rgba = image::imageops::crop_imm(&rgba, x, y, w, h).to_image();
     }
-    let (width, height) = (rgba.width() as usize, rgba.height() as usize);
-    if width == 0 || height == 0 {
+    if rgba.width() == 0 || rgba.height() == 0 {
         bail!("{}: the image is empty (0 pixels)", file.display());
     }
-    let raw = rgba.into_raw();
-    let has_alpha = raw.chunks_exact(4).any(|p| p[3] < 250);
-    let rgba = raw
-        .chunks_exact(4)
-        .flat_map(|p| {
-            let a = p[3] as f32 / 255.0;
-            [
-                p[0] as f32 * a,
-                p[1] as f32 * a,
-                p[2] as f32 * a,
-                p[3] as f32,
-            ]
-        })
-        .collect();
-    Ok(Image {
+    Ok(to_image(&rgba, id))
+}
+
+/// An RGBA picture as the renderer's premultiplied [`Image`] (the one conversion: pool
+/// pictures here, a user's own in `mbt data import`).
+pub fn to_image(img: &image::RgbaImage, id: &str) -> Image {
+    let raw = img.as_raw();
+    Image {
         id: id.to_string(),
-        width,
-        height,
-        rgba,
-        has_alpha,
-    })
+        width: img.width() as usize,
+        height: img.height() as usize,
+        rgba: raw
+            .chunks_exact(4)
+            .flat_map(|p| {
+                let a = p[3] as f32 / 255.0;
+                [
+                    p[0] as f32 * a,
+                    p[1] as f32 * a,
+                    p[2] as f32 * a,
+                    p[3] as f32,
+                ]
+            })
+            .collect(),
+        has_alpha: raw.chunks_exact(4).any(|p| p[3] < 250),
+    }
 }
 
 fn read_source(path: &Path, what: &str) -> Result<Vec<u8>> {

@@ -48,29 +48,6 @@ pub struct Mixed<'a> {
     pub rendered: Rendered,
 }
 
-/// An RGBA picture as the renderer's premultiplied [`Image`].
-pub fn to_image(img: &image::RgbaImage, id: &str) -> Image {
-    let raw = img.as_raw();
-    Image {
-        id: id.to_string(),
-        width: img.width() as usize,
-        height: img.height() as usize,
-        rgba: raw
-            .chunks_exact(4)
-            .flat_map(|p| {
-                let a = p[3] as f32 / 255.0;
-                [
-                    p[0] as f32 * a,
-                    p[1] as f32 * a,
-                    p[2] as f32 * a,
-                    p[3] as f32,
-                ]
-            })
-            .collect(),
-        has_alpha: raw.chunks_exact(4).any(|p| p[3] < 250),
-    }
-}
-
 fn role_of(m: &Media) -> Role {
     match m {
         Media::Sound(_) => Role::Sound,

@@ -33,6 +33,7 @@ use super::build::{hex, wav_bytes, JPEG_QUALITY};
 use super::pool::Split;
 use super::render::{FPS, FRAMES, RATE, SAMPLES, SECONDS, SIZE};
 use super::rng::Rng;
+use super::sources;
 use inputs::{Item, Material};
 use labels::Allowed;
 use windows::Outcome;
@@ -468,7 +469,7 @@ fn load_media(item: &Item) -> Result<mix::Media> {
         }
         Material::Picture => {
             let img = ffmpeg::picture(&item.path, None, PICTURE_PX)?;
-            Ok(mix::Media::Pictures(vec![mix::to_image(&img, &id)]))
+            Ok(mix::Media::Pictures(vec![sources::to_image(&img, &id)]))
         }
         _ => {
             let p = ffmpeg::probe(&item.path)?;
@@ -477,7 +478,8 @@ fn load_media(item: &Item) -> Result<mix::Media> {
             let pics = (0..n)
                 .map(|k| {
                     let t = (k as f64 + 0.5) * dur / n as f64;
-                    ffmpeg::picture(&item.path, Some(t), PICTURE_PX).map(|i| mix::to_image(&i, &id))
+                    ffmpeg::picture(&item.path, Some(t), PICTURE_PX)
+                        .map(|i| sources::to_image(&i, &id))
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(mix::Media::Pictures(pics))
