@@ -7,6 +7,7 @@ pub mod export;
 pub mod heads;
 pub mod layers;
 pub mod mbt;
+pub mod replay;
 pub mod stats;
 pub mod train;
 pub mod trunk;

@@ -152,21 +152,43 @@ impl Mbt {
     /// Forward pass over one `[N, tokens, patch_dim]` input per stream; `drop` is `Some`
     /// while training (the stochastic-depth masks), `None` for inference.
     pub fn forward(&self, inputs: Vec<Tensor<3>>, drop: Option<DropPath>) -> Output {
-        self.run(inputs, drop, false)
+        self.run(inputs, drop, false, false)
+    }
+
+    /// Forward pass from tokens already projected by [`Mbt::project`] (`[N, tokens', d]`
+    /// per stream): the same result as [`Mbt::forward`] on the patches they came from.
+    pub fn forward_projected(&self, tokens: Vec<Tensor<3>>, drop: Option<DropPath>) -> Output {
+        self.run(tokens, drop, false, true)
+    }
+
+    /// Each stream's patches through its trunk last layer and linear projection (see
+    /// [`StreamIo::project`]).
+    pub fn project(&self, inputs: Vec<Tensor<3>>) -> Vec<Tensor<3>> {
+        inputs
+            .into_iter()
+            .zip(&self.streams)
+            .map(|(p, s)| s.project(p))
+            .collect()
     }
 
     /// Forward pass that also records every stream's tokens after every layer.
     pub fn forward_traced(&self, inputs: Vec<Tensor<3>>) -> Output {
-        self.run(inputs, None, true)
+        self.run(inputs, None, true, false)
     }
 
-    fn run(&self, inputs: Vec<Tensor<3>>, drop: Option<DropPath>, record: bool) -> Output {
+    fn run(
+        &self,
+        inputs: Vec<Tensor<3>>,
+        drop: Option<DropPath>,
+        record: bool,
+        projected: bool,
+    ) -> Output {
         // Each (stream, layer) draws its own masks.
         let at = |s: usize, l: usize| drop.map(|d| d.derive((s * self.num_layers + l) as u64));
         let mut xs: Vec<Tensor<3>> = inputs
             .into_iter()
             .zip(&self.streams)
-            .map(|(p, s)| s.embed(p))
+            .map(|(p, s)| if projected { s.place(p) } else { s.embed(p) })
             .collect();
         let mut trace: Vec<Vec<Tensor<3>>> = vec![Vec::new(); xs.len()];
         let lens: Vec<usize> = xs.iter().map(|x| x.dims()[1]).collect();

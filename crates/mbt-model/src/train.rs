@@ -59,6 +59,11 @@ pub enum StreamTargets {
 pub enum Trainable {
     /// Every weight of the model (the trunks are outside it: they stay frozen either way).
     All,
+    /// Everything but each stream's token projection (and the trunk last layer trained with
+    /// `trunks.finetune_last`): the layers, CLS, positions, bottlenecks and heads. For
+    /// personalisation: a clip's projected tokens then stay what they were, so a replay set of
+    /// standard clips can be shipped as projected tokens (`crate::replay`).
+    Fusion,
     /// The stream heads only (their LayerNorm and classifier); the rest is frozen. For
     /// personalisation: the features the old labels rely on cannot move.
     Heads,
@@ -138,8 +143,12 @@ pub struct TrainConfig {
     pub distill_temperature: f64,
     /// What the distillation matches (`softmax` or `logits`).
     pub distill_loss: DistillLoss,
-    /// Which weights train (`all`, `heads` or `new_labels`).
+    /// Which weights train (`all`, `fusion`, `heads` or `new_labels`).
     pub trainable: Trainable,
+    /// Personalisation with a replay set: replayed standard clips per user clip in each batch
+    /// (a batch holds `batch_size` user clips and `replay_ratio` times as many replayed ones;
+    /// an epoch is one pass over the user's clips).
+    pub replay_ratio: f64,
 }
 
 impl Default for TrainConfig {
@@ -174,6 +183,7 @@ impl Default for TrainConfig {
             distill_temperature: 2.0,
             distill_loss: DistillLoss::Softmax,
             trainable: Trainable::All,
+            replay_ratio: 1.0,
         }
     }
 }
@@ -252,6 +262,9 @@ impl TrainConfig {
         if !(self.distill_temperature > 0.0 && self.distill_temperature.is_finite()) {
             return err("distill_temperature", "must be a positive number");
         }
+        if !(self.replay_ratio >= 0.0 && self.replay_ratio <= 64.0) {
+            return err("replay_ratio", "must be a number in [0, 64]");
+        }
         Ok(())
     }
 
@@ -316,6 +329,8 @@ pub struct Trainer {
     train: TrainConfig,
     /// Head columns put back after every step (see [`Trainer::keep_head_columns`]).
     keep: Option<KeptColumns>,
+    /// Batches hold projected tokens (see [`Trainer::set_projected_inputs`]).
+    projected: bool,
 }
 
 /// The first `n` columns of every stream head (weight and bias), as they were.
@@ -363,6 +378,7 @@ impl Trainer {
             cfg: cfg.clone(),
             train: train.clone(),
             keep: None,
+            projected: false,
         }
     }
 
@@ -433,6 +449,14 @@ impl Trainer {
         &self.cfg
     }
 
+    /// From now on the batches given to [`Trainer::step_distilled`] hold each stream's
+    /// projected tokens (`[n, tokens', width]`, from [`project`]) instead of trunk features:
+    /// how personalisation trains on user clips and a replay set together. Only meaningful
+    /// when the projections are frozen (`Trainable::Fusion`, `Heads`, `NewLabels`).
+    pub fn set_projected_inputs(&mut self, on: bool) {
+        self.projected = on;
+    }
+
     /// The current weights as a plain (non-autodiff) model, for evaluation and export.
     pub fn model(&self) -> Mbt {
         match &self.model {
@@ -477,6 +501,7 @@ impl Trainer {
             batch,
             step_seed,
             teacher: teacher.filter(|_| self.train.distill_weight > 0.0),
+            projected: self.projected,
         };
         let (stats, logits, grads) = if parts.len() == 1 {
             // One shard: the model itself, no fork, no weighting (the single-thread
@@ -583,6 +608,7 @@ struct ShardCtx<'a> {
     batch: &'a Batch,
     step_seed: u64,
     teacher: Option<&'a Teacher>,
+    projected: bool,
 }
 
 /// One shard's losses (weighted by its share of the batch), fused logits and gradients.
@@ -601,12 +627,20 @@ impl ShardCtx<'_> {
             let row = v.len() / b.n.max(1);
             v[rows.start * row..rows.end * row].to_vec()
         };
+        let width = self.cfg.width;
         let inputs = self
             .cfg
             .streams()
             .iter()
             .zip(&b.inputs)
-            .map(|(s, x)| tensor3(part(x), [n, s.tokens, s.patch_dim], self.device))
+            .map(|(s, x)| {
+                let shape = if self.projected {
+                    [n, x.len() / (b.n.max(1) * width), width]
+                } else {
+                    [n, s.tokens, s.patch_dim]
+                };
+                tensor3(part(x), shape, self.device)
+            })
             .collect();
         let matrix = |v: &[f32]| -> Tensor<2> {
             Tensor::from_data(TensorData::new(part(v), [n, classes]), self.device)
@@ -616,7 +650,11 @@ impl ShardCtx<'_> {
             seed: self.step_seed,
             first_row: rows.start,
         };
-        let out = model.forward(inputs, Some(drop));
+        let out = if self.projected {
+            model.forward_projected(inputs, Some(drop))
+        } else {
+            model.forward(inputs, Some(drop))
+        };
         let logits = out
             .logits
             .clone()
@@ -712,6 +750,14 @@ fn softmax_rows(logits: &[f32], classes: usize, temperature: f64) -> Vec<f32> {
 fn trainable(model: Mbt, which: Trainable) -> Mbt {
     match which {
         Trainable::All => model,
+        Trainable::Fusion => {
+            let mut model = model;
+            for io in model.streams.iter_mut() {
+                io.last = io.last.take().map(|l| l.no_grad());
+                io.embed = io.embed.clone().no_grad();
+            }
+            model
+        }
         Trainable::Heads | Trainable::NewLabels => {
             let Mbt {
                 streams,
@@ -792,14 +838,45 @@ pub fn load_model(cfg: &ModelConfig, path: &Path) -> Result<Mbt, CheckpointError
 
 /// Logits of `model` on `batch` (evaluation mode).
 pub fn predict(model: &Mbt, cfg: &ModelConfig, batch: &Batch) -> Predictions {
+    let out = model.forward(inputs(cfg, batch), None);
+    predictions(out)
+}
+
+/// [`predict`] on a batch of projected tokens (from [`project`]).
+pub fn predict_projected(model: &Mbt, cfg: &ModelConfig, batch: &Batch) -> Predictions {
     let device = Device::flex();
-    let inputs = cfg
-        .streams()
+    let tokens = batch
+        .inputs
+        .iter()
+        .map(|x| {
+            let t = x.len() / (batch.n.max(1) * cfg.width);
+            tensor3(x.clone(), [batch.n, t, cfg.width], &device)
+        })
+        .collect();
+    predictions(model.forward_projected(tokens, None))
+}
+
+/// Each stream's trunk features in `batch` through `model`'s projections: per stream
+/// `[n, tokens', width]` row-major (the inputs of [`predict_projected`] and of a trainer in
+/// projected mode).
+pub fn project(model: &Mbt, cfg: &ModelConfig, batch: &Batch) -> Vec<Vec<f32>> {
+    model
+        .project(inputs(cfg, batch))
+        .into_iter()
+        .map(|t| t.into_data().try_to_vec::<f32>().unwrap_or_default())
+        .collect()
+}
+
+fn inputs(cfg: &ModelConfig, batch: &Batch) -> Vec<Tensor<3>> {
+    let device = Device::flex();
+    cfg.streams()
         .iter()
         .zip(&batch.inputs)
         .map(|(s, x)| tensor3(x.clone(), [batch.n, s.tokens, s.patch_dim], &device))
-        .collect();
-    let out = model.forward(inputs, None);
+        .collect()
+}
+
+fn predictions(out: crate::Output) -> Predictions {
     let vec = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap_or_default();
     Predictions {
         fused: vec(out.logits),
@@ -938,6 +1015,7 @@ mod tests {
             cfg: cfg.clone(),
             train: recipe(threads),
             keep: None,
+            projected: false,
         };
         let (mut one, mut three, mut other) = (same(1), same(3), same(1));
         let (s1, l1) = one.step(&batch, 0.5, 7);
@@ -972,6 +1050,68 @@ mod tests {
             s1.loss,
             s_other.loss
         );
+    }
+
+    #[test]
+    fn fusion_keeps_the_projections_and_a_projected_batch_trains_like_the_raw_one() {
+        let cfg = ModelConfig {
+            width: 16,
+            layers: 2,
+            heads: 2,
+            mlp_ratio: 2,
+            fusion_layer: 1,
+            drop_path: 0.1,
+            ..Default::default()
+        };
+        let recipe = TrainConfig {
+            optimizer: Optimizer::Sgd,
+            trainable: Trainable::Fusion,
+            threads: 2,
+            ..TrainConfig::default()
+        };
+        let batch = toy_batch(&cfg, 4);
+        let mut raw = Trainer::new(&cfg, &recipe, 1);
+        let mut proj = Trainer::new(&cfg, &recipe, 1);
+        proj.model = raw.model.clone();
+        proj.set_projected_inputs(true);
+        let tokens = Batch {
+            n: 4,
+            inputs: project(&raw.model(), &cfg, &batch),
+            targets: batch.targets.clone(),
+            stream_targets: Vec::new(),
+        };
+        let v = |x: Tensor<2>| x.into_data().try_to_vec::<f32>().unwrap();
+        let before = raw.model();
+        let (s_raw, l_raw) = raw.step(&batch, 0.5, 3);
+        let (s_proj, l_proj) = proj.step(&tokens, 0.5, 3);
+        // Same masks, same inputs to the first layer: the same losses and logits.
+        assert!(
+            (s_raw.loss - s_proj.loss).abs() < 1e-5,
+            "{s_raw:?} vs {s_proj:?}"
+        );
+        for (a, b) in l_raw.iter().zip(&l_proj) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        let (after_raw, after_proj) = (raw.model(), proj.model());
+        for m in [&after_raw, &after_proj] {
+            assert_eq!(
+                v(before.streams[0].embed.weight.val()),
+                v(m.streams[0].embed.weight.val()),
+                "a projection moved"
+            );
+            assert_ne!(
+                v(before.layers[0].attn.qkv.weight.val()),
+                v(m.layers[0].attn.qkv.weight.val()),
+                "the layers did not move"
+            );
+        }
+        // Both took the same step: the same layer weights after it.
+        for (a, b) in v(after_raw.layers[1].attn.qkv.weight.val())
+            .iter()
+            .zip(v(after_proj.layers[1].attn.qkv.weight.val()))
+        {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
     }
 
     #[test]

@@ -59,11 +59,24 @@ impl StreamIo {
 
     /// `[N, tokens, patch_dim]` -> `[N, n, d]` (CLS first when present).
     pub fn embed(&self, patches: Tensor<3>) -> Tensor<3> {
+        self.place(self.project(patches))
+    }
+
+    /// The per-patch half of [`StreamIo::embed`]: the trunk's last layer (when trained here)
+    /// and the linear projection, `[N, tokens, patch_dim]` -> `[N, tokens', d]`. Each patch
+    /// maps on its own, so with these weights frozen the projected tokens of a clip never
+    /// change: personalisation's replay set stores them instead of the trunk features (16x
+    /// smaller, see `crate::replay`).
+    pub fn project(&self, patches: Tensor<3>) -> Tensor<3> {
         let patches = match &self.last {
             Some(l) => l.forward(patches),
             None => patches,
         };
-        let x = self.embed.forward(patches);
+        self.embed.forward(patches)
+    }
+
+    /// The rest of [`StreamIo::embed`]: CLS token in front, positions added.
+    pub fn place(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, _, d] = x.dims();
         let x = match &self.cls {
             Some(cls) => Tensor::cat(vec![cls.val().expand([b, 1, d]), x], 1),
