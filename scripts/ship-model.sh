@@ -26,6 +26,9 @@ mkdir -p "$out"
 "$mbt" eval --model "$run/best.bpk" --data "$data" --split test --crops 4 --out "$out/checkpoint" | tee "$out/checkpoint.txt"
 "$mbt" export --config "$run/config.toml" --checkpoint "$run/best.bpk" --model-version "$version" \
   --thresholds "$out/val/eval.json" --out models/edge.onnx
+# The replay set personalisation mixes into a user's clips (models/README.md, "Personalisation"):
+# standard training clips' projected tokens, made for exactly these projections.
+"$mbt" model replay --model models/edge.onnx --data "$data" --clips 512 --seed 0 --out models/edge.replay
 # The export on ONNX Runtime (tract takes ~0.25 s per whole window on x86, BENCHMARKS.md),
 # one crop, against the checkpoint's one-crop predictions clip by clip.
 ort_lib="${ORT_DYLIB_PATH:-$(scripts/fetch-onnxruntime.sh)}"
@@ -45,4 +48,4 @@ cp "$out/checkpoint/confusion.png" "$out/confusion.png"
 [ -x "$CARGO_TARGET_DIR/release/mbtd" ] || cargo build --release --bin mbtd
 "$mbt" timeline --model models/edge.onnx --clip models/demo --mbtd "$CARGO_TARGET_DIR/release/mbtd" \
   --out "$out/demo-timeline.png"
-ls -l models/edge.onnx | tee "$out/sizes.txt"
+ls -l models/edge.onnx models/edge.replay | tee "$out/sizes.txt"

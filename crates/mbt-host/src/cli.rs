@@ -114,13 +114,23 @@ pub struct PersonaliseCli {
         requires = "forgetting_data"
     )]
     pub forgetting_limit: usize,
-    /// A data set whose training clips' cached features are mixed into every epoch (where a
-    /// standard set is at hand; the default remedy against forgetting needs none)
-    #[arg(long, value_name = "DIR", requires = "init")]
+    /// Standard clips mixed into every batch against forgetting: a replay set file (`mbt
+    /// model replay`) or a data set directory (its first --replay-limit training clips).
+    /// Default: the set shipped beside the model (models/edge.replay for models/edge.onnx,
+    /// RUN/model.replay for a run), when there is one
+    #[arg(
+        long,
+        value_name = "FILE|DIR",
+        requires = "init",
+        conflicts_with = "no_replay"
+    )]
     pub replay: Option<PathBuf>,
-    /// Clips of --replay used (its first N training clips)
-    #[arg(long, value_name = "N", default_value_t = 256, requires = "replay")]
+    /// Clips of a --replay data set used (its first N training clips)
+    #[arg(long, value_name = "N", default_value_t = 512, requires = "replay")]
     pub replay_limit: usize,
+    /// Train on the user's clips alone, even where a replay set ships beside the model
+    #[arg(long, requires = "init")]
+    pub no_replay: bool,
     /// Event threshold written into the model for each added label (the old labels keep theirs)
     #[arg(long, value_name = "T", default_value_t = 0.5, requires = "init")]
     pub new_label_threshold: f32,
@@ -315,6 +325,32 @@ pub enum ModelCmd {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+    },
+    /// Make the replay set a model ships with: standard clips' projected tokens (8-bit), which
+    /// `mbt train --init` mixes into every batch so a user's new label does not take over the
+    /// old ones (models/README.md, "Personalisation")
+    Replay {
+        /// The exported model (.onnx) or a checkpoint the set is for
+        #[arg(long)]
+        model: PathBuf,
+        /// Data set (from `mbt data build`) the clips come from
+        #[arg(long)]
+        data: PathBuf,
+        /// Its split to draw from
+        #[arg(long, default_value = "train")]
+        split: String,
+        /// Clips in the set, the same number per label where the split has them
+        #[arg(long, default_value_t = 512)]
+        clips: usize,
+        /// Seed of the draw
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Trunk directory (default: the bundled models/trunks)
+        #[arg(long, value_name = "DIR")]
+        trunks: Option<PathBuf>,
+        /// Where to write it (convention: beside the model, models/edge.replay)
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 

@@ -44,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 forgetting_limit: a.personalise.forgetting_limit,
                 replay: a.personalise.replay,
                 replay_limit: a.personalise.replay_limit,
+                no_replay: a.personalise.no_replay,
                 new_label_threshold: a.personalise.new_label_threshold,
             }),
         }),

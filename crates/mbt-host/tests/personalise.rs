@@ -101,6 +101,13 @@ fn the_shipped_model_reads_back_to_the_same_logits() {
         eprintln!("{what}: burn (read back) vs ONNX Runtime (file): max |diff| {d:.2e}");
         assert!(d <= 1e-4, "{what} logits differ by {d}: {x:?} vs {y:?}");
     }
+    // The replay set shipped beside it was made for these projections and holds every label.
+    let set =
+        mbt_model::replay::ReplaySet::read(&Path::new(ROOT).join("models/edge.replay")).unwrap();
+    let map = set.check(&loaded.model, &cfg.labels).unwrap();
+    assert_eq!(map.len(), cfg.labels.len());
+    let labels: std::collections::BTreeSet<usize> = set.labels.iter().copied().collect();
+    assert_eq!(labels.len(), cfg.labels.len());
     // Not vacuous: the logits are spread, and the random init of the same config is far off.
     let spread = want.fused.iter().cloned().fold(f32::MIN, f32::max)
         - want.fused.iter().cloned().fold(f32::MAX, f32::min);
@@ -180,9 +187,40 @@ fn init_adds_labels_carries_thresholds_and_exports_what_it_trained() {
         arg(&thr),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    let (user, std_) = (root.join("user"), root.join("std"));
+    // The replay set shipped beside the model (init.onnx -> init.replay): the standard set's
+    // training clips, the same number per label.
+    let o = mbt(&[
+        "model",
+        "replay",
+        "--model",
+        arg(&init),
+        "--data",
+        arg(&std_),
+        "--clips",
+        "10",
+        "--out",
+        arg(&root.join("init.replay")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let set = mbt_model::replay::ReplaySet::read(&root.join("init.replay")).unwrap();
+    assert_eq!(set.clips(), 10);
+    let train_labels: Vec<String> = std::fs::read_to_string(std_.join("manifest.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["split"] == "train")
+        .map(|v| v["label"].as_str().unwrap().to_string())
+        .collect();
+    let kinds: std::collections::BTreeSet<&String> = train_labels.iter().collect();
+    let held: std::collections::BTreeSet<usize> = set.labels.iter().copied().collect();
+    assert_eq!(
+        held.len(),
+        kinds.len().min(10),
+        "class-balanced: every label of the split is in the set"
+    );
 
     let run = root.join("run");
-    let (user, std_) = (root.join("user"), root.join("std"));
     let personalise = |out: &Path, extra: &[&str]| {
         let mut a = vec![
             "train",
@@ -216,6 +254,17 @@ fn init_adds_labels_carries_thresholds_and_exports_what_it_trained() {
     assert_eq!(report["model_version"], "tiny-1.0+personal.1");
     assert_eq!(report["labels_added"], serde_json::json!(["rex"]));
     assert_eq!(report["forgetting"]["clips"], 12);
+    // Found beside the model without being asked for, and carried beside the new model.
+    assert!(
+        report["replay"].as_str().unwrap().ends_with("init.replay"),
+        "{}",
+        report["replay"]
+    );
+    assert_eq!(report["replay_clips"], 10);
+    assert_eq!(
+        std::fs::read(run.join("model.replay")).unwrap(),
+        std::fs::read(root.join("init.replay")).unwrap()
+    );
     for split in ["val", "test"] {
         for when in ["before", "after"] {
             let s = &report["user"][split][when];
@@ -293,10 +342,68 @@ fn init_adds_labels_carries_thresholds_and_exports_what_it_trained() {
         "train.threads=1",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        json(&root.join("run2/personalise.json"))["model_version"],
-        "tiny-1.0+personal.2"
+    let r2 = json(&root.join("run2/personalise.json"));
+    assert_eq!(r2["model_version"], "tiny-1.0+personal.2");
+    // The projections stayed frozen: the set still fits the personalised model.
+    assert!(r2["replay"].as_str().unwrap().ends_with("run/model.replay"));
+    // From the exported file too (its projections read back bit for bit).
+    let o = mbt(&[
+        "train",
+        "--init",
+        arg(&run.join("model.onnx")),
+        "--data",
+        arg(&user),
+        "--out",
+        arg(&root.join("run3")),
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "train.threads=1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r3 = json(&root.join("run3/personalise.json"));
+    assert!(r3["replay"].as_str().unwrap().ends_with("run/model.replay"));
+    // --no-replay; a set made for other projections; a set with trainable projections.
+    let o = personalise(&root.join("run4"), &["--add-labels", "rex", "--no-replay"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(json(&root.join("run4/personalise.json"))["replay"].is_null());
+    let other = root.join("other.onnx");
+    let o = mbt(&[
+        "export",
+        "--config",
+        arg(&cfg),
+        "--random-init",
+        "--seed",
+        "3",
+        "--out",
+        arg(&other),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = mbt(&[
+        "train",
+        "--init",
+        arg(&other),
+        "--data",
+        arg(&user),
+        "--out",
+        arg(&root.join("bad-replay")),
+        "--add-labels",
+        "rex",
+        "--replay",
+        arg(&root.join("init.replay")),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("init.replay") && stderr(&o).contains("projections"),
+        "{}",
+        stderr(&o)
     );
+    let o = personalise(
+        &root.join("bad-trainable"),
+        &["--add-labels", "rex", "--set", "train.trainable=all"],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("projected tokens"), "{}", stderr(&o));
 
     // Refusals name what is wrong.
     for (labels, says) in [
@@ -525,13 +632,14 @@ fn as_videos(built: &Path, out: &Path) -> Option<PathBuf> {
 /// them the sheep heard and seen, half other scenes labelled `none`), and 60 more clips that
 /// no step of the run sees, as MP4 files imported with `mbt data import` (which splits them
 /// per label: 80 / 20 / 60). They personalise the shipped file with `--add-labels sheep` and
-/// the default (data-free) recipe; the new label must be recognised on the unseen clips (the
-/// aim is 85 %; the test holds it to 70 %, the initial model's being 0 %). The old labels'
-/// top-1 on the standard test split (a fixed subset: its first 600 clips) is reported for that
-/// run (the data-free recipe loses about 20 points to the new label: models/README.md,
-/// "Personalisation"); for the run with `--replay` (512 cached standard training clips mixed
-/// in) it must stay within 3.5 points of before and lose at most a quarter of what the default
-/// loses (the aim is 2 points: met on one user split, -1.3, missed on another, -3.0). The
+/// the default recipe, which mixes the replay set shipped beside the model
+/// (`models/edge.replay`: 512 standard clips' projected tokens) into every batch; the new label
+/// must be recognised on the unseen clips (the aim is 85 %; the test holds it to 60 %, the
+/// initial model's being 0 %) and the old labels' top-1 on the standard test split (a fixed
+/// subset: its first 600 clips) must stay within 4 points of before and lose at most a
+/// quarter of what a run with `--no-replay` loses (about 20 points: the new label takes over
+/// the old ones' inputs). Bounds from the validation runs (models/README.md,
+/// "Personalisation"), where the aim of 2 points was met by some seeds and not others. The
 /// standard set is `$MBT_STANDARD_DATA` or /work/ave2 (data v2 with its trunk feature cache);
 /// where neither exists the forgetting checks are skipped, and the test says so.
 ///
@@ -650,34 +758,34 @@ fn a_user_adds_their_sheep() {
         )
     };
 
+    // The default: the replay set shipped beside models/edge.onnx mixed into every batch.
     let r = personalise(&root.join("run"), &[]);
+    assert!(r["replay"]
+        .as_str()
+        .unwrap()
+        .ends_with("models/edge.replay"));
     let new = sheep(&r);
     eprintln!("default recipe: sheep recognised in {new:.1} % of the unseen clips (aim 85 %)");
-    assert!(new >= 70.0, "the new label on unseen clips: {new:.1} %");
+    // Bounds from the validation runs (user clips of another seed, data v2's validation
+    // split; models/README.md, "Personalisation"), set before this test's figures were seen:
+    // sheep 68-78 % there, the standard split within 0.3-3.7 points.
+    assert!(new >= 60.0, "the new label on unseen clips: {new:.1} %");
     if have_standard {
-        let (b0, a0) = standard_top1(&r);
-        eprintln!("default recipe: standard test split top-1 {b0:.2} % -> {a0:.2} %");
-        let r = personalise(
-            &root.join("run-replay"),
-            &[
-                "--replay",
-                arg(&standard),
-                "--replay-limit",
-                "512",
-                "--set",
-                "train.lr=1e-3",
-            ],
-        );
         let (b, a) = standard_top1(&r);
         eprintln!(
-            "with --replay: standard test split top-1 {b:.2} % -> {a:.2} % (aim: within 2 points), sheep {:.1} %",
-            sheep(&r)
+            "default recipe: standard test split top-1 {b:.2} % -> {a:.2} % (aim: within 2 points)"
         );
-        // Measured: -1.3 and -3.0 points on two user splits (one standard error of a 600-clip
-        // top-1 is about 2 points), against about -20 for the data-free default.
+        // Without the replay set the new label takes over the old ones' inputs: about 20
+        // points lost (measured).
+        let r0 = personalise(&root.join("run-no-replay"), &["--no-replay"]);
+        let (b0, a0) = standard_top1(&r0);
+        eprintln!(
+            "--no-replay: standard test split top-1 {b0:.2} % -> {a0:.2} %, sheep {:.1} %",
+            sheep(&r0)
+        );
         assert!(
-            a >= b - 3.5 && b - a <= (b0 - a0) / 4.0,
-            "old labels forgotten with --replay: {b:.2} % -> {a:.2} % (default: {b0:.2} -> {a0:.2} %)"
+            a >= b - 4.0 && b - a <= (b0 - a0) / 4.0,
+            "old labels forgotten with the replay set: {b:.2} % -> {a:.2} % (without: {b0:.2} -> {a0:.2} %)"
         );
     }
 }

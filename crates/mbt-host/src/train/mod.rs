@@ -25,6 +25,7 @@ pub mod init;
 pub mod metrics;
 pub mod personalise;
 pub mod plot;
+pub mod replay;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

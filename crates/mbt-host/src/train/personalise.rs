@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use mbt_model::replay::ReplaySet;
 use mbt_model::train::{predict, Batch, TrainConfig, Trainable, Trainer};
 use mbt_model::{Mbt, ModelConfig};
 use serde::Serialize;
@@ -44,17 +45,50 @@ pub struct InitArgs {
     pub forgetting_limit: usize,
     pub replay: Option<PathBuf>,
     pub replay_limit: usize,
+    pub no_replay: bool,
     pub new_label_threshold: f32,
 }
 
-/// The fine-tuning recipe before `--set train.*` overrides: few epochs at a low learning rate
-/// from trained weights, distillation on (measured in models/README.md, "Personalisation").
+/// The standard clips mixed into the user's: a shipped replay set (projected tokens) or a
+/// standard data set's cached trunk features.
+enum Replay {
+    Set {
+        path: PathBuf,
+        set: ReplaySet,
+        /// Set label index -> model label index.
+        map: Vec<usize>,
+    },
+    Data {
+        path: PathBuf,
+        split: FeatureSplit,
+    },
+}
+
+impl Replay {
+    fn clips(&self) -> usize {
+        match self {
+            Replay::Set { set, .. } => set.clips(),
+            Replay::Data { split, .. } => split.clips(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Replay::Set { path, .. } | Replay::Data { path, .. } => path,
+        }
+    }
+}
+
+/// The fine-tuning recipe before `--set train.*` overrides: 20 short epochs (an epoch is one
+/// pass over the user's clips, each batch as many replayed standard clips as user clips),
+/// projections frozen so the shipped replay set stays exact, distillation of the old labels
+/// on (chosen on validation splits: models/README.md, "Personalisation").
 pub fn recipe() -> TrainConfig {
     TrainConfig {
-        epochs: 12,
+        epochs: 20,
         batch_size: 32,
         optimizer: mbt_model::train::Optimizer::AdamW,
-        lr: 3e-4,
+        lr: 3e-3,
         warmup_epochs: 1.0,
         min_lr_ratio: 0.1,
         weight_decay: 0.01,
@@ -62,7 +96,8 @@ pub fn recipe() -> TrainConfig {
         mixup_prob: 0.0,
         distill_weight: 1.0,
         distill_temperature: 2.0,
-        trainable: Trainable::All,
+        trainable: Trainable::Fusion,
+        replay_ratio: 1.0,
         ..TrainConfig::default()
     }
 }
@@ -174,7 +209,7 @@ fn evaluate(
 
 /// Features of `split` (first `limit` clips) with label indices for `labels`, whatever label
 /// list the cache was built with.
-fn features(
+pub(super) fn features(
     data: &DataSet,
     cfg: &ModelConfig,
     split: &str,
@@ -308,19 +343,49 @@ pub fn run(args: &TrainArgs, init: &InitArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let replay = match &init.replay {
-        Some(dir) => {
-            let d = DataSet::open(dir, &cfg.labels)?;
-            Some(features(
-                &d,
-                &cfg,
-                "train",
-                &trunks,
-                Some(init.replay_limit),
-            )?)
+    let projected = matches!(
+        train_cfg.trainable,
+        Trainable::Fusion | Trainable::Heads | Trainable::NewLabels
+    );
+    let shipped = super::replay::beside(&init.init);
+    let replay_path = match (&init.replay, init.no_replay) {
+        (_, true) => None,
+        (Some(p), false) => Some(p.clone()),
+        (None, false) => shipped.is_file().then_some(shipped),
+    };
+    let replay = match replay_path {
+        Some(path) if path.is_dir() => {
+            let d = DataSet::open(&path, &cfg.labels)?;
+            let split = features(&d, &cfg, "train", &trunks, Some(init.replay_limit))?;
+            Some(Replay::Data { path, split })
+        }
+        Some(path) => {
+            if !projected {
+                bail!(
+                    "{}: a replay set holds projected tokens, which stay valid only while the projections are frozen: use it with train.trainable = \"fusion\" (the default), \"heads\" or \"new_labels\", or give --replay a data set directory",
+                    path.display()
+                );
+            }
+            let (set, map) = super::replay::open(&path, &initial.model, &cfg.labels)?;
+            Some(Replay::Set { path, set, map })
         }
         None => None,
     };
+    match &replay {
+        Some(r) => eprintln!(
+            "replay: {} standard clips from {} mixed into every batch ({} per user clip)",
+            r.clips(),
+            r.path().display(),
+            train_cfg.replay_ratio
+        ),
+        None if init.no_replay => eprintln!(
+            "mbt train: warning: --no-replay: the new labels may take over the old ones' inputs (models/README.md, \"Personalisation\")"
+        ),
+        None => eprintln!(
+            "mbt train: warning: no replay set ({} not found, no --replay): the new labels may take over the old ones' inputs (models/README.md, \"Personalisation\")",
+            super::replay::beside(&init.init).display()
+        ),
+    }
     let feature_seconds = t0.elapsed().as_secs_f64();
 
     // Before.
@@ -346,35 +411,74 @@ pub fn run(args: &TrainArgs, init: &InitArgs) -> anyhow::Result<()> {
     if train_cfg.trainable == Trainable::NewLabels {
         trainer.keep_head_columns(old);
     }
+    trainer.set_projected_inputs(projected);
     let n_user = train.clips();
+    if n_user == 0 {
+        bail!(
+            "{}: no training clips (split `train`) to fine-tune on",
+            args.data.display()
+        );
+    }
     let n_replay = replay.as_ref().map_or(0, |r| r.clips());
-    let n = n_user + n_replay;
-    let bs = train_cfg.batch_size.min(n);
-    let per_epoch = n.div_ceil(bs);
+    let bs = train_cfg.batch_size.min(n_user);
+    let per_epoch = n_user.div_ceil(bs);
     let total = per_epoch * train_cfg.epochs;
     let warmup = (train_cfg.warmup_epochs * per_epoch as f64).round() as usize;
     let classes = cfg.num_classes();
+    let replay_bs = if n_replay > 0 {
+        ((bs as f64 * train_cfg.replay_ratio).round() as usize).min(n_replay)
+    } else {
+        0
+    };
+    // The replayed clips are drawn in a seeded order, a new one each pass over them.
+    let mut replay_order: Vec<usize> = Vec::new();
+    let (mut replay_pass, mut replay_seen) = (0usize, 0usize);
     let mut step = 0usize;
     let mut log = Vec::new();
     for epoch in 0..train_cfg.epochs {
-        let order = super::permutation(args.seed, epoch, n);
-        let (mut loss_sum, mut correct) = (0f64, 0usize);
+        let order = super::permutation(args.seed, epoch, n_user);
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         for b in 0..per_epoch {
-            let idx = &order[b * bs..((b + 1) * bs).min(n)];
+            let u = &order[b * bs..((b + 1) * bs).min(n_user)];
             let phase = |i: usize| Rng::new(args.seed, &[0xA06, epoch as u64, i as u64]).below(64);
-            let (u, r): (Vec<usize>, Vec<usize>) = idx.iter().copied().partition(|&i| i < n_user);
             let mut batch = train.batch(
                 &cfg,
-                &u,
+                u,
                 &u.iter().map(|&i| phase(i)).collect::<Vec<_>>(),
                 false,
             )?;
+            if projected {
+                batch.inputs = mbt_model::train::project(&initial.model, &cfg, &batch);
+            }
             let mut ys: Vec<usize> = u.iter().map(|&i| train.header.labels[i]).collect();
-            if let Some(rp) = replay.as_ref().filter(|_| !r.is_empty()) {
-                let ri: Vec<usize> = r.iter().map(|&i| i - n_user).collect();
-                let phases: Vec<usize> = r.iter().map(|&i| phase(i)).collect();
-                batch = join(batch, rp.batch(&cfg, &ri, &phases, false)?);
-                ys.extend(ri.iter().map(|&i| rp.header.labels[i]));
+            if let Some(rp) = replay.as_ref().filter(|_| replay_bs > 0) {
+                let mut ri = Vec::with_capacity(replay_bs);
+                while ri.len() < replay_bs {
+                    if replay_seen == replay_order.len() {
+                        replay_order =
+                            super::permutation(args.seed ^ 0x5E1A, replay_pass, n_replay);
+                        replay_pass += 1;
+                        replay_seen = 0;
+                    }
+                    ri.push(replay_order[replay_seen]);
+                    replay_seen += 1;
+                }
+                let extra = match rp {
+                    Replay::Set { set, map, .. } => {
+                        ys.extend(ri.iter().map(|&i| map[set.labels[i]]));
+                        set.batch(&ri, map, classes)
+                    }
+                    Replay::Data { split, .. } => {
+                        let phases: Vec<usize> = ri.iter().map(|&i| phase(n_user + i)).collect();
+                        let mut e = split.batch(&cfg, &ri, &phases, false)?;
+                        if projected {
+                            e.inputs = mbt_model::train::project(&initial.model, &cfg, &e);
+                        }
+                        ys.extend(ri.iter().map(|&i| split.header.labels[i]));
+                        e
+                    }
+                };
+                batch = join(batch, extra);
             }
             let mut rng = Rng::new(args.seed, &[0x41C5, step as u64]);
             if rng.f64() < train_cfg.mixup_prob {
@@ -382,7 +486,11 @@ pub fn run(args: &TrainArgs, init: &InitArgs) -> anyhow::Result<()> {
             }
             smooth(&mut batch.targets, classes, train_cfg.label_smoothing);
             let teacher = (train_cfg.distill_weight > 0.0).then(|| {
-                let p = predict(&initial.model, &old_cfg, &batch);
+                let p = if projected {
+                    mbt_model::train::predict_projected(&initial.model, &old_cfg, &batch)
+                } else {
+                    predict(&initial.model, &old_cfg, &batch)
+                };
                 mbt_model::train::Teacher {
                     classes: old,
                     logits: std::iter::once(p.fused).chain(p.streams).collect(),
@@ -398,6 +506,7 @@ pub fn run(args: &TrainArgs, init: &InitArgs) -> anyhow::Result<()> {
                 );
             }
             loss_sum += stats.loss as f64 * batch.n as f64;
+            seen += batch.n;
             correct += logits
                 .chunks(classes)
                 .zip(&ys)
@@ -405,6 +514,7 @@ pub fn run(args: &TrainArgs, init: &InitArgs) -> anyhow::Result<()> {
                 .count();
             step += 1;
         }
+        let n = seen.max(1);
         let line = serde_json::json!({
             "epoch": epoch + 1, "step": step,
             "loss": loss_sum / n as f64, "train_top1": 100.0 * correct as f64 / n as f64,
@@ -458,6 +568,13 @@ pub fn run(args: &TrainArgs, init: &InitArgs) -> anyhow::Result<()> {
     let bytes = mbt_model::export::compose::compose(&cfg, &fusion, &trunks)?;
     let onnx = run.join("model.onnx");
     std::fs::write(&onnx, &bytes).with_context(|| format!("cannot write {}", onnx.display()))?;
+    // The projections were frozen, so the shipped set still fits the new model: it goes
+    // beside it, where a later `--init RUN/model.onnx` (or the board) looks.
+    if let Some(Replay::Set { path, .. }) = &replay {
+        let dst = super::replay::beside(&onnx);
+        std::fs::copy(path, &dst)
+            .with_context(|| format!("cannot copy {} to {}", path.display(), dst.display()))?;
+    }
     let export_seconds = t0.elapsed().as_secs_f64();
     let total_seconds = t_start.elapsed().as_secs_f64();
 
@@ -498,7 +615,7 @@ pub fn run(args: &TrainArgs, init: &InitArgs) -> anyhow::Result<()> {
         "data": args.data.display().to_string(),
         "data_manifest_sha256": data.manifest_sha256,
         "user_train_clips": n_user,
-        "replay": init.replay.as_ref().map(|d| d.display().to_string()),
+        "replay": replay.as_ref().map(|r| r.path().display().to_string()),
         "replay_clips": n_replay,
         "crops": crops,
         "user": pairs(&before, &after),
