@@ -179,3 +179,94 @@ fn a_new_model_takes_over_without_a_restart_and_bad_ones_are_refused() {
         .take_while(|e| e.model_version == B)
         .any(|e| e.label == "cat_meowing"));
 }
+
+/// Home Assistant follows a reload: the new model's labels get their entities (event sensor,
+/// threshold number, on/off switch), a label the new model lacks has its retained configs
+/// emptied (which is how Home Assistant removes an entity), on a real mosquitto.
+#[test]
+fn a_reloaded_model_is_announced_to_home_assistant() {
+    let port = crate::broker::free_port();
+    let Some(mut broker) = crate::broker::Broker::new(port) else {
+        eprintln!("SKIPPED: mosquitto is not installed");
+        return;
+    };
+    broker.start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rec = rt.block_on(crate::broker::subscriber(port, "reload-test"));
+    let state = temp_dir("reload-mqtt");
+    let model = state.join("model.onnx");
+    std::fs::write(&model, random_model_bytes()).unwrap();
+    // B: A's labels less `person_speaking`, plus `cat_meowing`.
+    let labels_b = [
+        "dog_barking",
+        "glass_breaking",
+        "door_slammed",
+        "door_closed_softly",
+        "cat_meowing",
+        "none",
+    ];
+    let model_b = random_model_variant("edge-random-mqtt-b", &labels_b, 4);
+    let args: Vec<String> = [
+        format!("model.path={}", model.display()),
+        "model.watch_s=0.2".into(),
+        "audio.source=synthetic".into(),
+        "video.source=synthetic".into(),
+        "synthetic.realtime=true".into(),
+        "synthetic.duration_s=60".into(),
+        "mqtt.enabled=true".into(),
+        format!("mqtt.url=mqtt://127.0.0.1:{port}"),
+        "mqtt.device=porch".into(),
+        format!("evidence.dir={}", state.join("evidence").display()),
+    ]
+    .into_iter()
+    .flat_map(|s| ["--set".to_string(), s])
+    .collect();
+    let d = Running::start(&args, &state);
+    let config = |kind: &str, id: &str| format!("homeassistant/{kind}/porch_{id}/config");
+    // The last retained payload of `topic`: None never seen, Some(empty) removed.
+    let last = |r: &crate::broker::Received, topic: &str| {
+        r.all()
+            .iter()
+            .rev()
+            .find(|m| m.0 == topic)
+            .map(|m| m.1.clone())
+    };
+    let speaking = [
+        config("binary_sensor", "person_speaking"),
+        config("number", "person_speaking_threshold"),
+        config("switch", "person_speaking_enabled"),
+    ];
+    let cat = [
+        config("binary_sensor", "cat_meowing"),
+        config("number", "cat_meowing_threshold"),
+        config("switch", "cat_meowing_enabled"),
+    ];
+    rt.block_on(rec.wait_for("A's entities", Duration::from_secs(20), |r| {
+        speaking
+            .iter()
+            .all(|t| last(r, t).is_some_and(|p| !p.is_empty()))
+    }));
+    assert!(cat.iter().all(|t| last(&rec, t).is_none()));
+
+    replace(&model, &model_b);
+    rt.block_on(rec.wait_for(
+        "B's entities, A's extra label removed",
+        Duration::from_secs(30),
+        |r| {
+            cat.iter()
+                .all(|t| last(r, t).is_some_and(|p| !p.is_empty()))
+                && speaking
+                    .iter()
+                    .all(|t| last(r, t).is_some_and(|p| p.is_empty()))
+        },
+    ));
+    // The new label's entity reads the same device's topics.
+    let sensor: serde_json::Value = serde_json::from_slice(&last(&rec, &cat[0]).unwrap()).unwrap();
+    assert_eq!(
+        sensor["device"]["identifiers"][0], "mbt-edge_porch",
+        "{sensor}"
+    );
+    let report = d.stop();
+    assert_eq!(report["model_reloads"], 1, "{report}");
+    assert_eq!(report["model_version"], "edge-random-mqtt-b", "{report}");
+}
