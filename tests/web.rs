@@ -242,6 +242,8 @@ fn serves_pages_status_live_scores_the_frame_and_errors() {
         assert_eq!(w["window"]["video"].as_array().unwrap().len(), labels);
         assert_eq!(w["audio_state"], "live");
         assert_eq!(w["mode"], "both");
+        // The page starts over when this changes (a reload).
+        assert_eq!(w["model_version"], "edge-random-test");
         // The synthetic source: a sine of amplitude 0.3 (RMS 0.212: -13.5 dBFS) plus, in some
         // seconds, 0.3 s of uniform noise of amplitude 0.25 (-12.9 dBFS over that second).
         let level = w["level_dbfs"].as_f64().unwrap();

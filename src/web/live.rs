@@ -146,6 +146,9 @@ pub struct Status {
 #[derive(Debug, Serialize)]
 struct Tick<'a> {
     window: &'a Point,
+    /// The model that scored it: the page starts over when another one takes over (a reload
+    /// may keep the number of labels and change their names).
+    model_version: &'a str,
     thresholds: &'a [f32],
     level_dbfs: Option<f32>,
     mel: Option<MelStrip>,
@@ -486,6 +489,7 @@ impl Live {
         let info = self.info();
         let tick = Tick {
             window: point,
+            model_version: &info.model_version,
             thresholds: &info.thresholds,
             level_dbfs: g.level_dbfs,
             mel,

@@ -95,8 +95,9 @@ function livePage() {
 
   live((m) => {
     const w = m.window;
-    // Another model took over (a reload): its labels differ; start the page over.
-    if (w.fused.length !== status.labels.length) return location.reload();
+    // Another model took over (a reload): its labels may differ; start the page over.
+    if (m.model_version !== status.model_version || w.fused.length !== status.labels.length)
+      return location.reload();
     $("window").textContent = w.index + " (" + fmt(w.start_s, 1) + "–" + fmt(w.end_s, 1) + " s)";
     status.labels.forEach((label, k) => {
       const tr = rows[label];
