@@ -329,29 +329,7 @@ pub enum ModelCmd {
     /// Make the replay set a model ships with: standard clips' projected tokens (8-bit), which
     /// `mbt train --init` mixes into every batch so a user's new label does not take over the
     /// old ones (models/README.md, "Personalisation")
-    Replay {
-        /// The exported model (.onnx) or a checkpoint the set is for
-        #[arg(long)]
-        model: PathBuf,
-        /// Data set (from `mbt data build`) the clips come from
-        #[arg(long)]
-        data: PathBuf,
-        /// Its split to draw from
-        #[arg(long, default_value = "train")]
-        split: String,
-        /// Clips in the set, the same number per label where the split has them
-        #[arg(long, default_value_t = 512)]
-        clips: usize,
-        /// Seed of the draw
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Trunk directory (default: the bundled models/trunks)
-        #[arg(long, value_name = "DIR")]
-        trunks: Option<PathBuf>,
-        /// Where to write it (convention: beside the model, models/edge.replay)
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Replay(crate::train::replay::MakeArgs),
 }
 
 #[derive(Debug, Subcommand)]

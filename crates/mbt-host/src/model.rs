@@ -238,23 +238,7 @@ pub fn infer(args: InferArgs) -> anyhow::Result<()> {
 
 pub fn model(cmd: ModelCmd) -> anyhow::Result<()> {
     match cmd {
-        ModelCmd::Replay {
-            model,
-            data,
-            split,
-            clips,
-            seed,
-            trunks,
-            out,
-        } => crate::train::replay::make(&crate::train::replay::MakeArgs {
-            model,
-            data,
-            split,
-            clips,
-            seed,
-            trunks,
-            out,
-        }),
+        ModelCmd::Replay(args) => crate::train::replay::make(&args),
         ModelCmd::Stats { config, json } => {
             let cfg = load_config(&config)?;
             let s = stats(&cfg);

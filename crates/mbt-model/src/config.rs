@@ -373,6 +373,20 @@ impl ModelConfig {
     }
 }
 
+/// The small model of the unit tests: width 16, 2 layers of 2 heads, fusion from layer 1,
+/// the default labels and tokenizer (set other fields with `..tiny()`).
+#[cfg(test)]
+pub(crate) fn tiny() -> ModelConfig {
+    ModelConfig {
+        width: 16,
+        layers: 2,
+        heads: 2,
+        mlp_ratio: 2,
+        fusion_layer: 1,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,13 +51,8 @@ mod tests {
     #[test]
     fn new_columns_leave_the_old_logits_and_their_ranking_alone() {
         let cfg = ModelConfig {
-            width: 16,
-            layers: 2,
-            heads: 2,
-            mlp_ratio: 2,
-            fusion_layer: 1,
             labels: vec!["a".into(), "b".into(), "c".into()],
-            ..Default::default()
+            ..crate::config::tiny()
         };
         let device = Device::flex();
         device.seed(5);

@@ -333,13 +333,8 @@ mod tests {
 
     fn tiny() -> (ModelConfig, Mbt) {
         let cfg = ModelConfig {
-            width: 16,
-            layers: 2,
-            heads: 2,
-            mlp_ratio: 2,
-            fusion_layer: 1,
             labels: vec!["a".into(), "b".into(), "c".into()],
-            ..Default::default()
+            ..crate::config::tiny()
         };
         let device = burn::prelude::Device::flex();
         device.seed(3);

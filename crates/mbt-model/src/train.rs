@@ -990,13 +990,8 @@ mod tests {
     fn a_batch_cut_into_shards_steps_like_the_whole_batch() {
         // Stochastic depth on, so the test also holds the masks to the same rows.
         let cfg = ModelConfig {
-            width: 16,
-            layers: 2,
-            heads: 2,
-            mlp_ratio: 2,
-            fusion_layer: 1,
             drop_path: 0.4,
-            ..Default::default()
+            ..crate::config::tiny()
         };
         let recipe = |threads| TrainConfig {
             optimizer: Optimizer::Sgd,
@@ -1055,13 +1050,8 @@ mod tests {
     #[test]
     fn fusion_keeps_the_projections_and_a_projected_batch_trains_like_the_raw_one() {
         let cfg = ModelConfig {
-            width: 16,
-            layers: 2,
-            heads: 2,
-            mlp_ratio: 2,
-            fusion_layer: 1,
             drop_path: 0.1,
-            ..Default::default()
+            ..crate::config::tiny()
         };
         let recipe = TrainConfig {
             optimizer: Optimizer::Sgd,
@@ -1117,13 +1107,8 @@ mod tests {
     #[test]
     fn heads_only_moves_only_the_heads_and_distillation_adds_the_teacher_term() {
         let cfg = ModelConfig {
-            width: 16,
-            layers: 2,
-            heads: 2,
-            mlp_ratio: 2,
-            fusion_layer: 1,
             drop_path: 0.0,
-            ..Default::default()
+            ..crate::config::tiny()
         };
         let recipe = TrainConfig {
             optimizer: Optimizer::Sgd,

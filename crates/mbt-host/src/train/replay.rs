@@ -27,14 +27,29 @@ pub fn beside(init: &Path) -> PathBuf {
     }
 }
 
-/// What `mbt model replay` takes.
+/// `mbt model replay`'s arguments (the command line).
+#[derive(Debug, clap::Args)]
 pub struct MakeArgs {
+    /// The exported model (.onnx) or a checkpoint the set is for
+    #[arg(long)]
     pub model: PathBuf,
+    /// Data set (from `mbt data build`) the clips come from
+    #[arg(long)]
     pub data: PathBuf,
+    /// Its split to draw from
+    #[arg(long, default_value = "train")]
     pub split: String,
+    /// Clips in the set, the same number per label where the split has them
+    #[arg(long, default_value_t = 512)]
     pub clips: usize,
+    /// Seed of the draw
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Trunk directory (default: models/trunks of the checkout, else /usr/share/mbt/trunks)
+    #[arg(long, value_name = "DIR")]
     pub trunks: Option<PathBuf>,
+    /// Where to write it (convention: beside the model, models/edge.replay)
+    #[arg(long)]
     pub out: PathBuf,
 }
 
