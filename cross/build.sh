@@ -6,6 +6,7 @@
 #   cross/build.sh aarch64-unknown-linux-gnu                    # Pi 4/5 (64-bit OS)
 #   cross/build.sh armv7-unknown-linux-gnueabihf                # Pi 2-5 with a 32-bit OS
 #   cross/build.sh aarch64-unknown-linux-gnu --features cuda    # Jetson (tract-cuda)
+#   cross/build.sh aarch64-unknown-linux-gnu -p mbt-host --bin mbt   # the host tool (personalisation on the board)
 #
 # Extra arguments go to cargo build. The binary lands in
 # $CARGO_TARGET_DIR/<target>/release/mbtd (the shared target dir of scripts/env.sh); a
@@ -16,13 +17,27 @@ source cross/setup.sh "${1:-}"
 shift
 source scripts/env.sh
 
-echo "cross/build.sh: building mbtd for $TARGET (release) into $CARGO_TARGET_DIR/$TARGET/release" >&2
-cargo build --release --locked --target "$TARGET" --config "$CARGO_CROSS_CONFIG" --bin mbtd "$@"
+# mbtd unless the arguments name the binaries (`-p mbt-host --bin mbt`: the host tool on the board,
+# `mbt data import` and `mbt train --init`, personalisation).
+bins=()
+want=0
+for a in "$@"; do
+  if [ $want -eq 1 ]; then bins+=("$a"); want=0; fi
+  [ "$a" = "--bin" ] && want=1
+done
+if [ ${#bins[@]} -eq 0 ]; then
+  set -- --bin mbtd "$@"
+  bins=(mbtd)
+fi
+echo "cross/build.sh: building ${bins[*]} for $TARGET (release) into $CARGO_TARGET_DIR/$TARGET/release" >&2
+cargo build --release --locked --target "$TARGET" --config "$CARGO_CROSS_CONFIG" "$@"
 
-bin="$CARGO_TARGET_DIR/$TARGET/release/mbtd"
 stripped="$(mktemp)"
 trap 'rm -f "$stripped"' EXIT
-"$GNU_TRIPLE-strip" -o "$stripped" "$bin"
-echo "cross/build.sh: $bin"
-echo "  $(file -b "$bin" | cut -d, -f1-2)"
-echo "  $(stat -c %s "$bin") bytes as built, $(stat -c %s "$stripped") bytes stripped ($GNU_TRIPLE-strip)"
+for b in "${bins[@]}"; do
+  bin="$CARGO_TARGET_DIR/$TARGET/release/$b"
+  "$GNU_TRIPLE-strip" -o "$stripped" "$bin"
+  echo "cross/build.sh: $bin"
+  echo "  $(file -b "$bin" | cut -d, -f1-2)"
+  echo "  $(stat -c %s "$bin") bytes as built, $(stat -c %s "$stripped") bytes stripped ($GNU_TRIPLE-strip)"
+done

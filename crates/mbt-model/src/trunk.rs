@@ -202,10 +202,24 @@ pub enum TrunkError {
     },
 }
 
-/// The directory the trunks are read from by default: `models/trunks` under the workspace
-/// (the source checkout), which is where `scripts/convert-trunks.sh` writes them.
+/// Where the `mbt-tools` Debian package installs the trunk files (`mbt` on a board, where
+/// there is no source checkout).
+pub const INSTALLED_DIR: &str = "/usr/share/mbt/trunks";
+
+/// The directory the trunks are read from when no `--trunks` is given: `$MBT_TRUNKS` when
+/// set; else `models/trunks` under the workspace the binary was built from (the source
+/// checkout, where `scripts/convert-trunks.sh` writes them) when it exists; else
+/// [`INSTALLED_DIR`]. Every file read is checked against its pinned sha256 either way.
 pub fn default_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/trunks")
+    if let Some(dir) = std::env::var_os("MBT_TRUNKS") {
+        return PathBuf::from(dir);
+    }
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/trunks");
+    if checkout.is_dir() {
+        checkout
+    } else {
+        PathBuf::from(INSTALLED_DIR)
+    }
 }
 
 /// Reads a trunk file from `dir` and checks its sha256 against the pinned one.
