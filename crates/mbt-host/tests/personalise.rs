@@ -153,6 +153,19 @@ fn relabel(data: &Path, from: &str, to: &str) {
     std::fs::write(&m, out).unwrap();
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
 fn json(p: &Path) -> Value {
     let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -367,6 +380,38 @@ fn init_adds_labels_carries_thresholds_and_exports_what_it_trained() {
     let o = personalise(&root.join("run4"), &["--add-labels", "rex", "--no-replay"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(json(&root.join("run4/personalise.json"))["replay"].is_null());
+    // An ONNX Runtime library that cannot be loaded (e.g. another architecture's copy on a
+    // board) costs speed, not the run: the trunk features come from tract, with a warning.
+    let fresh = root.join("user-fresh");
+    copy_dir(&user, &fresh);
+    let _ = std::fs::remove_dir_all(fresh.join("features"));
+    std::fs::write(root.join("not-a-library.so"), b"not ELF").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_mbt"))
+        .args([
+            "train",
+            "--init",
+            arg(&init),
+            "--data",
+            arg(&fresh),
+            "--out",
+            arg(&root.join("run5")),
+            "--add-labels",
+            "rex",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "train.threads=1",
+        ])
+        .env("ORT_DYLIB_PATH", root.join("not-a-library.so"))
+        .env_remove("MBT_FEATURES_TRACT")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ONNX Runtime is not usable") && stderr(&o).contains("on tract"),
+        "{}",
+        stderr(&o)
+    );
     let other = root.join("other.onnx");
     let o = mbt(&[
         "export",

@@ -230,8 +230,8 @@ pub fn load_or_build(
     Ok(fs)
 }
 
-/// A trunk part on the runtime the cache uses: ONNX Runtime when its library is there (one
-/// single-threaded session per worker thread), else tract. Both run the same graph; they agree
+/// A trunk part on the runtime the cache uses: ONNX Runtime when its library is there and
+/// loads (one single-threaded session per worker thread), else tract. Both run the same graph; they agree
 /// within 4e-5 on the trunks (`crates/mbt-infer/tests/trunks.rs`), far below the f16 rounding
 /// of the cache, and ONNX Runtime measured 6.8x faster on this model (BENCHMARKS.md).
 enum Runner {
@@ -249,8 +249,20 @@ impl Runner {
                         mbt_infer::onnxruntime::OrtPart::from_bytes(bytes, name, &lib)
                             .map(std::sync::Mutex::new)
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
-                return Ok(Runner::Ort(sessions));
+                    .collect::<Result<Vec<_>, _>>();
+                // A library that is there but cannot be used (another architecture's copy,
+                // a broken install) costs speed, not the run: tract computes the same.
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                match sessions {
+                    Ok(sessions) => return Ok(Runner::Ort(sessions)),
+                    Err(e) if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) => {
+                        eprintln!(
+                            "mbt: warning: features: ONNX Runtime is not usable ({e}); the trunks run on tract instead (the same graph, slower)"
+                        )
+                    }
+                    Err(_) => {}
+                }
             }
         }
         Ok(Runner::Tract(Part::from_bytes_with_batch(
