@@ -16,22 +16,15 @@ use mbt_model::export::{export, ExportOptions};
 use mbt_model::train::{predict, Batch};
 use mbt_model::{Mbt, ModelConfig};
 
+mod common;
+use common::fill;
+
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 fn config() -> ModelConfig {
     let path = Path::new(ROOT).join("configs/edge.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     ModelConfig::from_toml(&text, "configs/edge.toml", &[]).unwrap()
-}
-
-fn fill(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            lo + (hi - lo) * ((s >> 8) as f32 / (1u32 << 24) as f32)
-        })
-        .collect()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -21,7 +21,7 @@ use mbt_model::train::{predict, Batch};
 use serde_json::Value;
 
 mod common;
-use common::{build, fixture, mbt, onnxruntime_library, tmp};
+use common::{build, fill, fixture, mbt, onnxruntime_library, tmp, TINY_HYBRID};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
@@ -32,16 +32,6 @@ fn arg(p: &Path) -> &str {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn fill(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            lo + (hi - lo) * ((s >> 8) as f32 / (1u32 << 24) as f32)
-        })
-        .collect()
 }
 
 /// The shipped model read back into burn computes what the file computes: trunk parts
@@ -113,33 +103,6 @@ fn the_shipped_model_reads_back_to_the_same_logits() {
         - want.fused.iter().cloned().fold(f32::MAX, f32::min);
     assert!(spread > 0.5, "{:?}", want.fused);
 }
-
-/// A tiny fusion part over the real trunks, exported with random weights: the "shipped" model
-/// of the fast test.
-const TINY_HYBRID: &str = r#"
-width = 16
-layers = 2
-heads = 2
-mlp_ratio = 2
-fusion = "bottleneck"
-fusion_layer = 1
-bottlenecks = 2
-labels = ["dog_barking", "glass_breaking", "person_speaking", "door_slammed", "door_closed_softly", "none"]
-
-[trunks]
-audio = "yamnet"
-video = "efficientnet-lite0"
-video_pool = 2
-
-[tokenizer.audio]
-front_end = "yamnet"
-num_frames = 196
-patch_hop = 25
-
-[tokenizer.video]
-layout = "frames"
-num_frames = 8
-"#;
 
 /// Rewrites a data set's labels (`from` -> `to`) in its manifest: a user's own label.
 fn relabel(data: &Path, from: &str, to: &str) {

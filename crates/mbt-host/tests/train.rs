@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 mod common;
-use common::{build, fixture, mbt, onnxruntime_library, tmp};
+use common::{build, fixture, mbt, onnxruntime_library, tmp, TINY_HYBRID};
 
 /// A model small enough to train in seconds; one thread, so runs are bit-reproducible.
 const TINY: &str = r#"
@@ -498,31 +498,10 @@ fn bad_data_and_configs_are_errors_naming_the_item() {
     assert!(stderr(&o).contains("config.toml"), "{}", stderr(&o));
 }
 
-/// A tiny fusion part over the real pretrained trunks (configs/edge.toml's trunk settings).
-const TINY_HYBRID: &str = r#"
-width = 16
-layers = 2
-heads = 2
-mlp_ratio = 2
-fusion = "bottleneck"
-fusion_layer = 1
-bottlenecks = 2
-labels = ["dog_barking", "glass_breaking", "person_speaking", "door_slammed", "door_closed_softly", "none"]
-
-[trunks]
-audio = "yamnet"
-video = "efficientnet-lite0"
-video_pool = 2
-
-[tokenizer.audio]
-front_end = "yamnet"
-num_frames = 196
-patch_hop = 25
-
-[tokenizer.video]
-layout = "frames"
-num_frames = 8
-
+/// [`common::TINY_HYBRID`] (a tiny fusion part over the real pretrained trunks) with a short
+/// training recipe.
+fn tiny_hybrid() -> String {
+    const RECIPE: &str = r#"
 [train]
 epochs = 2
 batch_size = 6
@@ -531,13 +510,15 @@ lr = 0.001
 warmup_epochs = 0.5
 threads = 1
 "#;
+    format!("{TINY_HYBRID}{RECIPE}")
+}
 
 #[test]
 fn a_model_with_trunks_trains_on_cached_features_and_its_export_scores_like_it() {
     let root = tmp("train-hybrid");
     std::fs::create_dir_all(&root).unwrap();
     let cfg = root.join("hybrid.toml");
-    std::fs::write(&cfg, TINY_HYBRID).unwrap();
+    std::fs::write(&cfg, tiny_hybrid()).unwrap();
     let ave = data().join("ave");
     let run_in = |out: &Path| {
         mbt(&[
@@ -615,7 +596,7 @@ fn finetune_last_trains_on_its_own_cache_and_its_export_scores_like_it() {
     let root = tmp("train-hybrid-finetune");
     std::fs::create_dir_all(&root).unwrap();
     let cfg = root.join("hybrid.toml");
-    std::fs::write(&cfg, TINY_HYBRID).unwrap();
+    std::fs::write(&cfg, tiny_hybrid()).unwrap();
     let ave = data().join("ave");
     let train_with = |out: &Path, extra: &[&str]| {
         let mut args = vec![

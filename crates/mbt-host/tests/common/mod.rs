@@ -146,3 +146,41 @@ pub fn build_args(root: &Path, manifest: &Path, seed: &str, out: &str) -> Vec<St
 pub fn onnxruntime_library() -> String {
     mbt_infer::onnxruntime::reference_library().unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// A tiny fusion part over the real pretrained trunks (configs/edge.toml's trunk and tokenizer
+/// settings, six labels): the model of the fast tests that train or personalise with trunks.
+pub const TINY_HYBRID: &str = r#"
+width = 16
+layers = 2
+heads = 2
+mlp_ratio = 2
+fusion = "bottleneck"
+fusion_layer = 1
+bottlenecks = 2
+labels = ["dog_barking", "glass_breaking", "person_speaking", "door_slammed", "door_closed_softly", "none"]
+
+[trunks]
+audio = "yamnet"
+video = "efficientnet-lite0"
+video_pool = 2
+
+[tokenizer.audio]
+front_end = "yamnet"
+num_frames = 196
+patch_hop = 25
+
+[tokenizer.video]
+layout = "frames"
+num_frames = 8
+"#;
+
+/// `n` values in [lo, hi) from a fixed LCG (inputs for the trunk and model checks).
+pub fn fill(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            lo + (hi - lo) * ((s >> 8) as f32 / (1u32 << 24) as f32)
+        })
+        .collect()
+}
