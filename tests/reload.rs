@@ -48,6 +48,24 @@ fn wait_until(d: &Running, what: &str, ok: impl Fn(&str) -> bool) {
     }
 }
 
+/// `mbtd` arguments: synthetic sources in real time for `seconds`, `model` watched every
+/// 0.2 s, evidence in `state`, then `extra` settings.
+fn watched(model: &Path, state: &Path, seconds: u32, extra: &[String]) -> Vec<String> {
+    [
+        format!("model.path={}", model.display()),
+        "model.watch_s=0.2".into(),
+        "audio.source=synthetic".into(),
+        "video.source=synthetic".into(),
+        "synthetic.realtime=true".into(),
+        format!("synthetic.duration_s={seconds}"),
+        format!("evidence.dir={}", state.join("evidence").display()),
+    ]
+    .into_iter()
+    .chain(extra.iter().cloned())
+    .flat_map(|s| ["--set".to_string(), s])
+    .collect()
+}
+
 #[test]
 fn a_new_model_takes_over_without_a_restart_and_bad_ones_are_refused() {
     let state = temp_dir("reload");
@@ -60,22 +78,17 @@ fn a_new_model_takes_over_without_a_restart_and_bad_ones_are_refused() {
     // Fits nothing here: it lacks `door_slammed`, which the configuration tunes.
     let model_c = random_model_variant("edge-random-c", &["dog_barking", "none"], 3);
 
-    let args: Vec<String> = [
-        format!("model.path={}", model.display()),
-        "model.watch_s=0.2".into(),
-        "audio.source=synthetic".into(),
-        "video.source=synthetic".into(),
-        "synthetic.realtime=true".into(),
-        "synthetic.duration_s=120".into(),
-        "sink.stdout_scores=true".into(),
-        "events.threshold=0.01".into(),
-        "events.release=0.005".into(),
-        "events.labels.door_slammed.threshold=0.01".into(),
-        format!("evidence.dir={}", state.join("evidence").display()),
-    ]
-    .into_iter()
-    .flat_map(|s| ["--set".to_string(), s])
-    .collect();
+    let args = watched(
+        &model,
+        &state,
+        120,
+        &[
+            "sink.stdout_scores=true".into(),
+            "events.threshold=0.01".into(),
+            "events.release=0.005".into(),
+            "events.labels.door_slammed.threshold=0.01".into(),
+        ],
+    );
     let d = Running::start(&args, &state);
     d.wait_events("model A's events", |e| {
         e.iter().any(|e| e.model_version == A)
@@ -206,21 +219,16 @@ fn a_reloaded_model_is_announced_to_home_assistant() {
         "none",
     ];
     let model_b = random_model_variant("edge-random-mqtt-b", &labels_b, 4);
-    let args: Vec<String> = [
-        format!("model.path={}", model.display()),
-        "model.watch_s=0.2".into(),
-        "audio.source=synthetic".into(),
-        "video.source=synthetic".into(),
-        "synthetic.realtime=true".into(),
-        "synthetic.duration_s=60".into(),
-        "mqtt.enabled=true".into(),
-        format!("mqtt.url=mqtt://127.0.0.1:{port}"),
-        "mqtt.device=porch".into(),
-        format!("evidence.dir={}", state.join("evidence").display()),
-    ]
-    .into_iter()
-    .flat_map(|s| ["--set".to_string(), s])
-    .collect();
+    let args = watched(
+        &model,
+        &state,
+        60,
+        &[
+            "mqtt.enabled=true".into(),
+            format!("mqtt.url=mqtt://127.0.0.1:{port}"),
+            "mqtt.device=porch".into(),
+        ],
+    );
     let d = Running::start(&args, &state);
     let config = |kind: &str, id: &str| format!("homeassistant/{kind}/porch_{id}/config");
     // The last retained payload of `topic`: None never seen, Some(empty) removed.
