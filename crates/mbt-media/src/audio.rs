@@ -2,7 +2,9 @@
 //!
 //! The AVE-Intersect sources come as Ogg/Vorbis (minetest, tuxpaint), 8/16-bit WAV (the games),
 //! MP3 (Scratch) and possibly FLAC. WAV goes through [`crate::wav`] (hound, integer scaling like
-//! torchaudio); Ogg/Vorbis, MP3 and FLAC through symphonia, a pure-Rust decoder. Channels are averaged, and the
+//! torchaudio); Ogg/Vorbis, MP3 and FLAC through symphonia, a pure-Rust decoder. Files of
+//! other kinds (MP4/M4A, Ogg/Opus, AIFF, ...) are refused naming what they are
+//! ([`crate::sniff`]), so a user knows what to convert. Channels are averaged, and the
 //! result is resampled with the tokenizer's own polyphase resampler
 //! ([`mbt_core::audio::resample`]), so training data and the daemon share one resampling path.
 
@@ -17,43 +19,78 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
 use crate::wav::Audio;
-use crate::MediaError;
+use crate::{sniff, MediaError};
 
-/// Decodes a sound file by its content type (WAV, Ogg/Vorbis, MP3 or FLAC), keeping its
-/// channels and rate.
+/// Decodes a sound file by its content type (WAV, Ogg/Vorbis, Ogg/FLAC, MP3 or FLAC), keeping
+/// its channels and rate.
 pub fn read(path: &Path) -> Result<Audio, MediaError> {
     let bytes = std::fs::read(path).map_err(|e| MediaError::io(path, e))?;
     decode(bytes, path)
 }
 
-/// Whether `bytes` start like an MP3 file: an ID3v2 tag, or an MPEG audio frame sync.
+/// Whether `bytes` start like an MP3 file: an ID3v2 tag, or an MPEG audio frame sync that is
+/// not AAC's (ADTS frames share the sync word).
 fn looks_like_mp3(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"ID3") || (bytes.len() > 1 && bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0)
+    bytes.starts_with(b"ID3")
+        || (bytes.len() > 1
+            && bytes[0] == 0xFF
+            && bytes[1] & 0xE0 == 0xE0
+            && !sniff::is_adts(bytes))
 }
 
-/// Decodes sound bytes (WAV, Ogg/Vorbis, MP3 or FLAC); `name` is used in errors.
+/// What the sound reader takes, and how to get there: the tail of every refusal.
+const TAKES: &str = "the sound reader takes WAV, Ogg/Vorbis, Ogg/FLAC, FLAC and MP3; convert it, \
+e.g. `ffmpeg -i IN -c:a pcm_s16le OUT.wav`";
+
+/// Decodes sound bytes (WAV, Ogg/Vorbis, MP3 or FLAC); `name` is used in errors. Anything
+/// else is refused naming what it is (an MP4, an Ogg file of Opus, ...), not with the
+/// decoder's complaint.
 pub fn decode(bytes: Vec<u8>, name: &Path) -> Result<Audio, MediaError> {
     let mut hint = Hint::new();
-    if bytes.starts_with(b"RIFF") {
-        return match crate::wav::read_bytes(&bytes, name) {
-            Ok(a) => Ok(a),
-            // A WAV encoding hound does not read (G.711 mu-law or A-law in old game sounds):
-            // symphonia's WAV reader knows them; if it fails too, hound's error is the clearer.
-            Err(e) => {
-                hint.with_extension("wav");
-                decode_symphonia(bytes, name, &hint).map_err(|_| e)
-            }
-        };
+    if bytes.starts_with(b"RIFF") || bytes.starts_with(b"RIFX") || bytes.starts_with(b"RF64") {
+        // PCM and float through hound, G.711 and float64 through symphonia; the rest named.
+        return crate::wav::read_bytes(&bytes, name);
     }
-    if looks_like_mp3(&bytes) {
+    if let Some(codec) = sniff::ogg_codec(&bytes) {
+        if !matches!(codec, "Vorbis" | "FLAC") {
+            return Err(MediaError::format(
+                name,
+                format!("an Ogg file holding {codec} is not supported: {TAKES}"),
+            ));
+        }
+    } else if bytes.starts_with(b"fLaC") {
+    } else if let Some(kind) = sniff::other_container(&bytes) {
+        return Err(MediaError::format(
+            name,
+            format!("{kind} is not supported: {TAKES}"),
+        ));
+    } else if looks_like_mp3(&bytes) {
         hint.with_extension("mp3");
-    } else if !(bytes.starts_with(b"OggS") || bytes.starts_with(b"fLaC")) {
+    } else {
         return Err(MediaError::format(
             name,
             "unknown sound format: expected a WAV (RIFF), Ogg/Vorbis (OggS), MP3 or FLAC (fLaC) file",
         ));
     }
     decode_symphonia(bytes, name, &hint)
+}
+
+/// The name of a codec symphonia knows of but is built without (its error says only
+/// "unsupported codec").
+fn codec_name(c: symphonia::core::codecs::CodecType) -> Option<&'static str> {
+    use symphonia::core::codecs as k;
+    Some(match c {
+        k::CODEC_TYPE_ADPCM_MS => "MS ADPCM",
+        k::CODEC_TYPE_ADPCM_IMA_WAV | k::CODEC_TYPE_ADPCM_IMA_QT => "IMA ADPCM",
+        k::CODEC_TYPE_AAC => "AAC",
+        k::CODEC_TYPE_ALAC => "Apple Lossless (ALAC)",
+        k::CODEC_TYPE_OPUS => "Opus",
+        k::CODEC_TYPE_SPEEX => "Speex",
+        k::CODEC_TYPE_WMA => "Windows Media Audio",
+        k::CODEC_TYPE_MP1 => "MPEG Layer I",
+        k::CODEC_TYPE_MP2 => "MPEG Layer II",
+        _ => return None,
+    })
 }
 
 /// Decodes and converts to mono at `rate` Hz (a rate the tokenizer's resampler supports).
@@ -76,7 +113,11 @@ pub fn to_mono_rate(audio: &Audio, rate: u32, name: &Path) -> Result<Vec<f32>, M
     })
 }
 
-fn decode_symphonia(bytes: Vec<u8>, name: &Path, hint: &Hint) -> Result<Audio, MediaError> {
+pub(crate) fn decode_symphonia(
+    bytes: Vec<u8>,
+    name: &Path,
+    hint: &Hint,
+) -> Result<Audio, MediaError> {
     let bad = |what: &str, e: SymError| MediaError::format(name, format!("{what}: {e}"));
     let mss = MediaSourceStream::new(Box::new(std::io::Cursor::new(bytes)), Default::default());
     let probed = symphonia::default::get_probe()
@@ -96,7 +137,12 @@ fn decode_symphonia(bytes: Vec<u8>, name: &Path, hint: &Hint) -> Result<Audio, M
     let track_id = track.id;
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
-        .map_err(|e| bad("unsupported audio codec", e))?;
+        .map_err(|e| match codec_name(track.codec_params.codec) {
+            Some(c) => {
+                MediaError::format(name, format!("audio codec {c} is not supported: {TAKES}"))
+            }
+            None => bad("unsupported audio codec", e),
+        })?;
     let mut rate = track.codec_params.sample_rate;
     let mut channels = track.codec_params.channels.map(|c| c.count());
     let mut samples = Vec::new();

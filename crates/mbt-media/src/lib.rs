@@ -6,6 +6,7 @@
 pub mod audio;
 pub mod frames;
 pub mod mjpeg;
+mod sniff;
 pub mod wav;
 pub mod y4m;
 

@@ -1,12 +1,29 @@
-//! WAV decoding: 8/16/24/32-bit integer PCM and 32-bit float, any rate and channel count,
-//! `WAVE_FORMAT_PCM` or `WAVE_FORMAT_EXTENSIBLE`.
+//! WAV decoding: 8/16/24/32-bit integer PCM, 32/64-bit float, and G.711 A-law / µ-law, any rate
+//! and channel count, `WAVE_FORMAT_PCM` or `WAVE_FORMAT_EXTENSIBLE`.
 //!
 //! Integers are scaled to [-1, 1) by `2^(bits-1)`, exactly as `torchaudio.load` (and
-//! `soundfile`) do, so the log-mel matches the reference recipe's input scale.
+//! `soundfile`) do, so the log-mel matches the reference recipe's input scale. PCM and 32-bit
+//! float go through hound; 64-bit float, A-law and µ-law (old game sounds, telephone
+//! recordings) through symphonia's PCM decoder, so `mbtd`'s replay takes what `mbt data
+//! import` takes.
+//!
+//! Anything else is refused before a decoder sees it, naming the encoding from the header's
+//! format tag (`WAV encoding MS ADPCM (format tag 0x0002) is not supported: ...`) and saying
+//! what to convert to: hound's own message for such a file ("Ill-formed WAVE file: inconsistent
+//! fmt chunk") sent users looking for a damaged file. The same goes for RIFX (big-endian) and
+//! RF64 files, and for files that are not WAV at all (an Ogg, an MP4 renamed `.wav`).
+//!
+//! The whole file is read into memory first (the samples are held in memory anyway).
 
 use std::path::Path;
 
+use crate::sniff::{self, WavFmt, TAG_ALAW, TAG_FLOAT, TAG_MULAW, TAG_PCM};
 use crate::MediaError;
+
+/// What the WAV reader takes, and how to get there: the tail of every refusal.
+const TAKES: &str = "the WAV reader takes 8/16/24/32-bit integer PCM, 32/64-bit float, A-law \
+and µ-law; convert it to 16-bit PCM, e.g. `ffmpeg -i IN -c:a pcm_s16le OUT.wav` or \
+`sox IN -e signed-integer -b 16 OUT.wav`";
 
 /// Decoded audio: interleaved `f32` samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,15 +54,62 @@ impl Audio {
 
 /// Reads a WAV file.
 pub fn read(path: &Path) -> Result<Audio, MediaError> {
-    let reader = hound::WavReader::open(path).map_err(|e| match e {
-        hound::Error::IoError(io) => MediaError::io(path, io),
-        other => MediaError::format(path, format!("not a readable WAV file: {other}")),
-    })?;
-    decode(reader, path)
+    let bytes = std::fs::read(path).map_err(|e| MediaError::io(path, e))?;
+    read_bytes(&bytes, path)
 }
 
 /// Reads WAV bytes (for in-memory use and tests); `name` is used in errors.
 pub fn read_bytes(bytes: &[u8], name: &Path) -> Result<Audio, MediaError> {
+    let refuse =
+        |what: String| MediaError::format(name, format!("{what} is not supported: {TAKES}"));
+    if bytes.starts_with(b"RIFX") {
+        return Err(refuse("a big-endian (RIFX) WAV file".into()));
+    }
+    if bytes.starts_with(b"RF64") || bytes.starts_with(b"BW64") {
+        return Err(refuse(
+            "an RF64 WAV file (the 64-bit form for files over 4 GiB)".into(),
+        ));
+    }
+    if !(bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE")) {
+        if let Some(kind) = sniff::describe(bytes) {
+            return Err(MediaError::format(
+                name,
+                format!("not a WAV file: it is {kind}; the WAV reader reads RIFF/WAVE files"),
+            ));
+        }
+    }
+    match sniff::wav_fmt(bytes) {
+        // No readable fmt chunk: hound's message says what is wrong with the header.
+        None => {}
+        Some(WavFmt { tag: TAG_PCM, .. }) => {}
+        Some(WavFmt {
+            tag: TAG_FLOAT,
+            bits: 32,
+            ..
+        }) => {}
+        // Float64, A-law, mu-law: symphonia's PCM decoder.
+        Some(WavFmt {
+            tag: TAG_FLOAT | TAG_ALAW | TAG_MULAW,
+            ..
+        }) => {
+            let mut hint = symphonia::core::probe::Hint::new();
+            hint.with_extension("wav");
+            return crate::audio::decode_symphonia(bytes.to_vec(), name, &hint);
+        }
+        Some(WavFmt {
+            tag, extensible, ..
+        }) => {
+            let how = if extensible {
+                format!("WAVE_FORMAT_EXTENSIBLE sub-format 0x{tag:04X}")
+            } else {
+                format!("format tag 0x{tag:04X}")
+            };
+            return Err(refuse(format!(
+                "WAV encoding {} ({how})",
+                sniff::wav_tag_name(tag)
+            )));
+        }
+    }
     let reader = hound::WavReader::new(std::io::Cursor::new(bytes))
         .map_err(|e| MediaError::format(name, format!("not a readable WAV file: {e}")))?;
     decode(reader, name)
@@ -63,13 +127,23 @@ fn decode<R: std::io::Read>(
         MediaError::format(path, format!("corrupt or truncated sample data: {e}"))
     };
     let samples: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => reader.samples::<f32>().collect::<Result<_, _>>().map_err(bad)?,
+        (hound::SampleFormat::Float, 32) => reader
+            .samples::<f32>()
+            .collect::<Result<_, _>>()
+            .map_err(bad)?,
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
             let scale = 1.0 / (1u64 << (bits - 1)) as f64;
-            reader.samples::<i32>().map(|s| s.map(|v| (v as f64 * scale) as f32)).collect::<Result<_, _>>().map_err(bad)?
+            reader
+                .samples::<i32>()
+                .map(|s| s.map(|v| (v as f64 * scale) as f32))
+                .collect::<Result<_, _>>()
+                .map_err(bad)?
         }
         (fmt, bits) => {
-            return Err(MediaError::format(path, format!("unsupported WAV sample format {fmt:?} {bits}-bit: expected 8/16/24/32-bit PCM or 32-bit float")))
+            return Err(MediaError::format(
+                path,
+                format!("unsupported WAV sample format {fmt:?} {bits}-bit: {TAKES}"),
+            ))
         }
     };
     Ok(Audio {
