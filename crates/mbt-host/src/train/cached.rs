@@ -17,10 +17,10 @@ use mbt_model::ModelConfig;
 
 use super::dataset::DataSet;
 use super::features::load_or_build;
+use super::interval::Interval;
 use super::{
-    argmax, atomic_write, end_epoch, eval, interrupt_flag, log_interval, mixup, permutation,
-    progress_bar, save_checkpoint, smooth, step_seed, write_run_config, Interrupted, RunState,
-    TrainArgs,
+    atomic_write, end_epoch, eval, interrupt_flag, log_interval, mixup, permutation, progress_bar,
+    save_checkpoint, smooth, write_run_config, Interrupted, RunState, TrainArgs,
 };
 use crate::data::rng::Rng;
 
@@ -79,7 +79,7 @@ pub fn run(
     let steps_at_start = state.step;
     let limit = args.max_steps.map(|m| steps_at_start + m);
     let bar = progress_bar(total as u64, state.step as u64);
-    let (mut run_loss, mut run_correct, mut run_n, mut run_steps) = (0f64, 0usize, 0usize, 0usize);
+    let mut interval = Interval::default();
     let stream_kinds = train_cfg.stream_targets == StreamTargets::Kinds;
     while state.epoch < train_cfg.epochs {
         let order = permutation(state.seed, state.epoch, train.clips());
@@ -97,24 +97,7 @@ pub fn run(
             }
             smooth(&mut batch.targets, classes, train_cfg.label_smoothing);
             let lr = train_cfg.lr_at(state.step, warmup, total);
-            let (stats, logits) = trainer.step(&batch, lr, step_seed(state.seed, state.step));
-            if !stats.loss.is_finite() {
-                bail!(
-                    "the loss became {} at step {} (lr {lr:.3e}); lower train.lr or enable train.clip_norm",
-                    stats.loss,
-                    state.step
-                );
-            }
-            run_loss += stats.loss as f64;
-            run_correct += logits
-                .chunks(classes)
-                .zip(&labels_now)
-                .filter(|(r, &y)| argmax(r) == y)
-                .count();
-            run_n += batch.n;
-            run_steps += 1;
-            state.step += 1;
-            state.batch += 1;
+            interval.step(&mut trainer, &batch, &labels_now, classes, lr, &mut state)?;
             bar.set_position(state.step as u64);
             if state.step % 25 == 0 || state.batch == per_epoch {
                 let done = (state.step - steps_at_start).max(1);
@@ -123,14 +106,14 @@ pub fn run(
                     &bar,
                     &state,
                     lr,
-                    run_loss / run_steps as f64,
-                    100.0 * run_correct as f64 / run_n as f64,
+                    interval.loss(),
+                    interval.top1(),
                     start_seconds + session.elapsed().as_secs_f64(),
                     train_cfg.epochs,
                     total,
                     session.elapsed().as_secs_f64() / done as f64,
                 )?;
-                (run_loss, run_correct, run_n, run_steps) = (0.0, 0, 0, 0);
+                interval = Interval::default();
             }
             let interrupted = stop.load(Ordering::Relaxed);
             if interrupted || limit.is_some_and(|l| state.step >= l) {

@@ -14,6 +14,10 @@
 //! shards' gradients in shard order, whichever finishes first, so two runs and a resumed one
 //! end with the same weights (`tests/train.rs`); a run at one thread and one at two differ by
 //! float rounding.
+//!
+//! Two loops share this file's run directory, checkpoints and logging: the from-scratch loop
+//! ([`run`], here) and the cached-features loop of a model with trunks ([`cached`]); the step
+//! both take, with the log interval's running tallies, is `interval.rs`.
 
 pub mod augment;
 pub mod cached;
@@ -22,6 +26,7 @@ pub mod eval;
 pub mod features;
 pub mod fresh;
 pub mod init;
+mod interval;
 pub mod metrics;
 pub mod personalise;
 pub mod plot;
@@ -43,6 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::rng::Rng;
 use augment::AugmentPlan;
 use dataset::{Clip, DataSet, Split, Tokenizer};
+use interval::Interval;
 
 /// Arguments of `mbt train` (see cli.rs).
 pub struct TrainArgs {
@@ -432,7 +438,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let steps_at_start = state.step;
     let limit = args.max_steps.map(|m| steps_at_start + m);
     let bar = progress_bar(total as u64, state.step as u64);
-    let (mut run_loss, mut run_correct, mut run_n, mut run_steps) = (0f64, 0usize, 0usize, 0usize);
+    let mut interval = Interval::default();
     // Time spent reading, tokenizing and augmenting clips (not in the model), so the
     // throughput line can say how much of a step is data preparation.
     let mut prep_seconds = 0f64;
@@ -512,31 +518,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             smooth(&mut batch.targets, classes, train_cfg.label_smoothing);
             prep_seconds += prep_start.elapsed().as_secs_f64();
             let lr = train_cfg.lr_at(state.step, warmup, total);
-            let (stats, logits) = trainer.step(&batch, lr, step_seed(state.seed, state.step));
-            if !stats.loss.is_finite() {
-                bail!(
-                    "the loss became {} at step {} (lr {lr:.3e}); lower train.lr or enable train.clip_norm",
-                    stats.loss,
-                    state.step
-                );
-            }
-            run_loss += stats.loss as f64;
-            run_correct += logits
-                .chunks(classes)
-                .zip(&labels_now)
-                .filter(|(r, &y)| argmax(r) == y)
-                .count();
-            run_n += batch.n;
-            run_steps += 1;
-            state.step += 1;
-            state.batch += 1;
+            interval.step(&mut trainer, &batch, &labels_now, classes, lr, &mut state)?;
             bar.set_position(state.step as u64);
             bar.set_message(format!(
                 "epoch {}/{} loss {:.3} acc {:.1}%",
                 state.epoch + 1,
                 train_cfg.epochs,
-                run_loss / run_steps as f64,
-                100.0 * run_correct as f64 / run_n as f64
+                interval.loss(),
+                interval.top1()
             ));
             if state.step % 25 == 0 || state.batch == per_epoch {
                 let done = (state.step - steps_at_start).max(1);
@@ -545,14 +534,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     &bar,
                     &state,
                     lr,
-                    run_loss / run_steps as f64,
-                    100.0 * run_correct as f64 / run_n as f64,
+                    interval.loss(),
+                    interval.top1(),
                     start_seconds + session.elapsed().as_secs_f64(),
                     train_cfg.epochs,
                     total,
                     session.elapsed().as_secs_f64() / done as f64,
                 )?;
-                (run_loss, run_correct, run_n, run_steps) = (0.0, 0, 0, 0);
+                interval = Interval::default();
             }
             let interrupted = stop.load(Ordering::Relaxed);
             let out_of_steps = limit.is_some_and(|l| state.step >= l);
