@@ -26,7 +26,11 @@ pub const VIDEO_CELLS: &str = "video_cells";
 pub const AUDIO_TOKENS: &str = "audio_tokens";
 pub const VIDEO_TOKENS: &str = "video_tokens";
 
-fn float_input(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
+/// A float32 tensor value description (a graph input or output) with dimensions `dims`, `None`
+/// being the symbolic batch dimension `N`. The one such builder: the parts' new inputs here,
+/// and every input and output of the ONNX files `mbt_model::export` writes (its
+/// `export::graph` re-exports this), so the writer and the cutter name shapes alike.
+pub fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| tensor_shape_proto::Dimension {
@@ -104,7 +108,7 @@ pub fn extract(
             .filter(|t| needed.contains(&t.name))
             .cloned()
             .collect(),
-        input: inputs.iter().map(|(n, d)| float_input(n, d)).collect(),
+        input: inputs.iter().map(|(n, d)| value_info(n, d)).collect(),
         output: outputs
             .iter()
             .map(|o| {

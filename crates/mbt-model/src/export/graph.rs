@@ -2,10 +2,8 @@
 //! initializers and one node per call. It knows nothing about the model; `export::onnx` walks
 //! the model with it.
 
-use tract_onnx::pb::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
-    AttributeProto, NodeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-};
+use tract_onnx::pb::{attribute_proto::AttributeType, tensor_proto::DataType};
+use tract_onnx::pb::{AttributeProto, NodeProto, TensorProto};
 
 #[derive(Default)]
 pub struct Graph {
@@ -44,30 +42,10 @@ pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     }
 }
 
-/// A float32 tensor value description with a symbolic batch dimension `N` first.
-pub fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|d| tensor_shape_proto::Dimension {
-            value: Some(match d {
-                Some(v) => tensor_shape_proto::dimension::Value::DimValue(*v as i64),
-                None => tensor_shape_proto::dimension::Value::DimParam("N".into()),
-            }),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: DataType::Float as i32,
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+/// A float32 tensor value description with a symbolic batch dimension `N` first: the runtime
+/// crate's own, which builds the inputs of the parts it cuts a composed model into, so both
+/// sides of a model file describe values with one function.
+pub use mbt_infer::parts::value_info;
 
 impl Graph {
     fn fresh(&mut self, hint: &str) -> String {
