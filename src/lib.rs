@@ -2,10 +2,15 @@
 //! the MBT model (tract) -> debounced events -> sinks.
 //!
 //! Everything pure that the host tool shares (tokenizer, model metadata, the event type) lives
-//! in `mbt-core`; this crate holds what only the daemon does, one module per stage:
+//! in `mbt-core`; this crate holds what only the daemon does, one module per stage, in layers
+//! (a module uses only those above it in this list, so no two import each other):
 //!
-//! * [`config`]: the one TOML configuration, with documented defaults;
 //! * [`clock`]: the monotonic clock every sample and frame is stamped on;
+//! * [`config`]: the one TOML configuration, with documented defaults;
+//! * [`stats`]: the counters of everything dropped, skipped, late or recovered;
+//! * [`shared`]: what the pipeline, the tuning controls and the web page share (the
+//!   thresholds in force, a change, the web page's door to the tuning);
+//! * [`marks`]: the user's marks on events (`labels.csv` beside the evidence);
 //! * [`source`]: ALSA, V4L2, clip replay and synthetic sources behind one trait, and the
 //!   supervisor that reconnects failed devices with backoff;
 //! * [`window`]: cuts aligned audio+video windows on the clock (drift, gaps, late frames);
@@ -14,25 +19,29 @@
 //! * [`detector`]: tokenize with the model's own settings, run, softmax; one-modality fallback;
 //! * [`events`]: thresholds, hysteresis, minimum duration, cool-down;
 //! * [`sink`]: where events go (the `Sink` trait; JSON lines on stdout);
-//! * [`publish`]: `mbt-publish`'s MQTT, postcard and GPIO sinks behind that trait (through
-//!   the durable spool), the metrics endpoint, evidence files per event;
-//! * [`pipeline`]: the tokio wiring of all of the above, and clean shutdown;
-//! * [`stats`]: the counters of everything dropped, skipped, late or recovered;
 //! * [`tuning`]: thresholds and on/off per label changed at run time (web, MQTT), kept in a
 //!   state file of their own;
 //! * [`reload`]: a new model without a restart (SIGHUP, or its file changed);
+//! * [`publish`]: `mbt-publish`'s MQTT, postcard and GPIO sinks behind that trait (through
+//!   the durable spool), the metrics series, evidence files per event;
 //! * [`web`]: the page on the board (live scores and camera, events with evidence, timeline)
-//!   and its JSON API, the Prometheus endpoint.
+//!   and its JSON API, the Prometheus endpoint; it reads the pipeline's state through one
+//!   handle ([`web::Live`], which the pipeline feeds) and changes tuning through
+//!   [`shared::Tuning`];
+//! * [`pipeline`]: the tokio wiring of all of the above ([`pipeline::build`],
+//!   [`pipeline::run`]), and clean shutdown.
 
 pub mod backend;
 pub mod clock;
 pub mod config;
 pub mod detector;
 pub mod events;
+pub mod marks;
 pub mod pipeline;
 pub mod publish;
 pub mod queue;
 pub mod reload;
+pub mod shared;
 pub mod sink;
 pub mod source;
 pub mod stats;

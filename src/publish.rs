@@ -36,6 +36,7 @@ use mbt_publish::gpio::{GpioSink, RppalPins};
 use mbt_publish::metrics::{Counter, Gauge, Histogram, Registry, SECONDS_BUCKETS};
 use mbt_publish::mqtt::{MqttContext, MqttSink};
 use mbt_publish::postcard_sink::{UdpFrameSink, UnixFrameSink};
+use mbt_publish::spool::SharedSpool;
 use mbt_publish::{DeliveryError, SinkMetrics};
 
 use crate::config::Config;
@@ -208,7 +209,7 @@ fn open_evidence(cfg: &Config) -> anyhow::Result<Option<Arc<EvidenceStore>>> {
         ev.dir = Some(alt);
     }
     // Events the user marked for training (the web page's labels.csv) are deleted last.
-    let marked = crate::web::marks::read(&crate::web::marks::path(&ev.dir()));
+    let marked = crate::marks::read(&crate::marks::path(&ev.dir()));
     let store = EvidenceStore::open_pinned(&ev, marked.into_keys()).context("evidence.dir")?;
     tracing::info!(
         "evidence: key frame and audio per event in {} (at most {} bytes)",
@@ -421,20 +422,11 @@ impl PipelineMetrics {
         Ok(m)
     }
 
-    /// Starts the `metrics.listen` endpoint (once; later calls do nothing) until `stop` turns
-    /// true. With `[web]` on, the page serves the same `/metrics` too.
-    pub fn serve(
-        &mut self,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        let l = self.listener.take()?;
-        match crate::web::serve_metrics(l, self.registry.clone(), stop) {
-            Ok(task) => Some(task),
-            Err(e) => {
-                tracing::warn!("metrics: endpoint not started: {e:#}");
-                None
-            }
-        }
+    /// Hands over the bound `metrics.listen` socket (once; later calls give `None`): the
+    /// pipeline serves it with the web module's Prometheus handler until shutdown. With
+    /// `[web]` on, the page serves the same `/metrics` too.
+    pub fn take_listener(&mut self) -> Option<std::net::TcpListener> {
+        self.listener.take()
     }
 
     /// Each label's latest score per head (`mbtd_score{label,head}`; `head` is fused, audio
@@ -507,6 +499,36 @@ impl PipelineMetrics {
 
 // ------------------------------------------------------------------------------------- sinks
 
+/// What a spooled sink answers once it has been closed.
+fn shut_down(sink: &str) -> SinkError {
+    SinkError {
+        sink: sink.into(),
+        reason: "already shut down".into(),
+        retryable: false,
+    }
+}
+
+/// Waits for a spooled sink's `shutdown` (bounded by the sink itself); what is still pending
+/// then stays in its spool, delivered after the next start, and the error says so.
+async fn close_spooled(
+    sink: &str,
+    spool: SharedSpool,
+    shutdown: impl std::future::Future<Output = ()>,
+    untaken: &str,
+) -> Result<(), SinkError> {
+    shutdown.await;
+    match spool.stats().pending_records {
+        0 => Ok(()),
+        n => Err(SinkError {
+            sink: sink.into(),
+            reason: format!(
+                "{n} event(s) {untaken} at shutdown: kept in the spool, delivered after the next start"
+            ),
+            retryable: true,
+        }),
+    }
+}
+
 /// MQTT through its spool.
 struct MqttAdapter {
     sink: Option<MqttSink>,
@@ -522,11 +544,7 @@ impl Sink for MqttAdapter {
         Box::pin(async move {
             match self.sink.as_mut() {
                 Some(s) => s.deliver(event).await.map_err(sink_error),
-                None => Err(SinkError {
-                    sink: "mqtt".into(),
-                    reason: "already shut down".into(),
-                    retryable: false,
-                }),
+                None => Err(shut_down("mqtt")),
             }
         })
     }
@@ -544,17 +562,8 @@ impl Sink for MqttAdapter {
                 );
             }
             let spool = s.spool().clone();
-            s.shutdown(self.flush).await;
-            match spool.stats().pending_records {
-                0 => Ok(()),
-                n => Err(SinkError {
-                    sink: "mqtt".into(),
-                    reason: format!(
-                        "{n} event(s) not acknowledged by the broker at shutdown: kept in the spool, delivered after the next start"
-                    ),
-                    retryable: true,
-                }),
-            }
+            let shutdown = s.shutdown(self.flush);
+            close_spooled("mqtt", spool, shutdown, "not acknowledged by the broker").await
         })
     }
 }
@@ -574,11 +583,7 @@ impl Sink for UnixAdapter {
         Box::pin(async move {
             match self.sink.as_mut() {
                 Some(s) => s.deliver(event).await.map_err(sink_error),
-                None => Err(SinkError {
-                    sink: "postcard-unix".into(),
-                    reason: "already shut down".into(),
-                    retryable: false,
-                }),
+                None => Err(shut_down("postcard-unix")),
             }
         })
     }
@@ -589,17 +594,8 @@ impl Sink for UnixAdapter {
                 return Ok(());
             };
             let spool = s.spool().clone();
-            s.shutdown(self.flush).await;
-            match spool.stats().pending_records {
-                0 => Ok(()),
-                n => Err(SinkError {
-                    sink: "postcard-unix".into(),
-                    reason: format!(
-                        "{n} event(s) not taken by the listener at shutdown: kept in the spool, delivered after the next start"
-                    ),
-                    retryable: true,
-                }),
-            }
+            let shutdown = s.shutdown(self.flush);
+            close_spooled("postcard-unix", spool, shutdown, "not taken by the listener").await
         })
     }
 }

@@ -28,10 +28,10 @@ use tokio::sync::watch;
 
 use crate::config::{EventsConfig, LabelOverride};
 use crate::events::NO_EVENT_LABEL;
+pub use crate::shared::{
+    Change, Effective, LabelState, Origin, TuneError, Tuning, MIN_THRESHOLD,
+};
 use crate::stats::Stats;
-
-/// The lowest threshold a run-time change may set (0 would fire on every window).
-pub const MIN_THRESHOLD: f32 = 0.01;
 
 /// A label's run-time changes (absent: not changed at run time).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -52,95 +52,6 @@ struct StateFile {
 }
 
 const FILE_VERSION: u32 = 1;
-
-/// One change, from the web page or MQTT.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Change {
-    Threshold(f32),
-    Enabled(bool),
-    /// Forget the run-time changes of the label (back to the TOML / model / default).
-    Reset,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TuneError {
-    #[error("tuning file {}: {reason}", path.display())]
-    File { path: PathBuf, reason: String },
-    #[error("unknown label `{label}` (the model's labels: {known})")]
-    UnknownLabel { label: String, known: String },
-    #[error("label `none` is the model's \"nothing happening\" class: it never fires, so it has no threshold or switch")]
-    NoEvent,
-    #[error("threshold {0}: expected a number from {MIN_THRESHOLD} to 1")]
-    BadThreshold(f32),
-}
-
-impl TuneError {
-    /// Whether the request was at fault (vs. the disk).
-    pub fn is_request_error(&self) -> bool {
-        !matches!(self, TuneError::File { .. })
-    }
-}
-
-/// Where a label's threshold comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    Runtime,
-    Config,
-    Model,
-    Default,
-}
-
-/// A label's settings in force.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LabelState {
-    pub label: String,
-    pub threshold: f32,
-    pub release: f32,
-    pub enabled: bool,
-    /// Where the threshold comes from.
-    pub origin: Origin,
-    /// Whether the switch was set at run time.
-    pub enabled_runtime: bool,
-}
-
-/// Everything in force for the current model.
-#[derive(Debug, Clone)]
-pub struct Effective {
-    pub model_version: String,
-    /// The model's labels, in its order (`none` included).
-    pub labels: Vec<String>,
-    /// The events settings the tracker runs with (TOML + model thresholds + run-time).
-    pub events: EventsConfig,
-    /// One per label that can fire, in model order.
-    pub states: Vec<LabelState>,
-}
-
-impl Effective {
-    pub fn state(&self, label: &str) -> Option<&LabelState> {
-        self.states.iter().find(|s| s.label == label)
-    }
-
-    /// The threshold per label in model order (`none`: the default threshold, never used).
-    pub fn thresholds(&self) -> Vec<f32> {
-        self.labels
-            .iter()
-            .map(|l| {
-                self.state(l)
-                    .map(|s| s.threshold)
-                    .unwrap_or(self.events.threshold)
-            })
-            .collect()
-    }
-
-    /// Whether each label (model order) can fire now.
-    pub fn fires(&self) -> Vec<bool> {
-        self.labels
-            .iter()
-            .map(|l| self.state(l).is_some_and(|s| s.enabled))
-            .collect()
-    }
-}
 
 /// Reads the tuning file; a missing file is no changes.
 pub fn load(path: &Path) -> Result<BTreeMap<String, LabelTune>, TuneError> {
@@ -231,7 +142,7 @@ pub fn resolve(
     meta: &ModelMetadata,
     runtime: &BTreeMap<String, LabelTune>,
 ) -> Effective {
-    let with_model = crate::pipeline::with_model_thresholds(cfg, &meta.thresholds);
+    let with_model = with_model_thresholds(cfg, &meta.thresholds);
     let known: BTreeMap<String, LabelTune> = runtime
         .iter()
         .filter(|(l, _)| meta.labels.contains(l))
@@ -270,6 +181,27 @@ pub fn resolve(
         events,
         states,
     }
+}
+
+/// The model's own per-label thresholds (`mbt.thresholds`, tuned on its validation split) for
+/// every label the user's config gives no threshold of its own; a release above such a
+/// threshold is lowered to it (hysteresis needs release <= threshold).
+pub fn with_model_thresholds(
+    cfg: &EventsConfig,
+    model: &std::collections::BTreeMap<String, f32>,
+) -> EventsConfig {
+    let mut out = cfg.clone();
+    for (label, &t) in model {
+        let o = out.labels.entry(label.clone()).or_default();
+        if o.threshold.is_none() {
+            o.threshold = Some(t);
+            let release = o.release.unwrap_or(cfg.release);
+            if release > t {
+                o.release = Some(t);
+            }
+        }
+    }
+    out
 }
 
 struct Inner {
@@ -396,6 +328,21 @@ impl Controls {
         g.meta = meta.clone();
         let eff = resolve(&g.base, &g.meta, &g.runtime);
         self.tx.send_replace(Arc::new(eff));
+    }
+}
+
+impl Tuning for Controls {
+    fn current(&self) -> Arc<Effective> {
+        Controls::current(self)
+    }
+    fn path(&self) -> &Path {
+        Controls::path(self)
+    }
+    fn set(&self, label: &str, change: Change, from: &str) -> Result<LabelState, TuneError> {
+        Controls::set(self, label, change, from)
+    }
+    fn rejected(&self) {
+        Controls::rejected(self)
     }
 }
 
@@ -540,5 +487,31 @@ mod tests {
         c.model_changed(&meta(&["dog", "cat", "none"], &[]));
         let cat = c.current().state("cat").cloned().unwrap();
         assert_eq!((cat.threshold, cat.origin), (0.6, Origin::Runtime));
+    }
+}
+
+#[cfg(test)]
+mod model_threshold_tests {
+    use super::*;
+
+    #[test]
+    fn model_thresholds_fill_in_where_the_user_set_none() {
+        let mut cfg = EventsConfig::default();
+        cfg.labels.insert(
+            "dog".into(),
+            LabelOverride {
+                threshold: Some(0.9),
+                ..Default::default()
+            },
+        );
+        let model = [("dog".to_string(), 0.4), ("glass".to_string(), 0.25)]
+            .into_iter()
+            .collect();
+        let e = with_model_thresholds(&cfg, &model);
+        assert_eq!(e.labels["dog"].threshold, Some(0.9));
+        assert_eq!(e.labels["glass"].threshold, Some(0.25));
+        // Default release 0.3 is above 0.25: lowered to the threshold.
+        assert_eq!(e.labels["glass"].release, Some(0.25));
+        assert!(!e.labels.contains_key("cat"));
     }
 }

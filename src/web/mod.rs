@@ -29,8 +29,8 @@
 
 pub mod auth;
 pub mod live;
-pub mod marks;
 pub mod routes;
+pub mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,7 +39,8 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::config::Config;
-pub use live::{Info, Limits, Live, SourceInfo};
+pub use live::{Limits, Live};
+pub use views::{Info, SourceInfo};
 
 /// A bound web server, not yet serving.
 pub struct Web {
@@ -97,7 +98,7 @@ impl Web {
         self,
         evidence: Option<Arc<mbt_publish::evidence::EvidenceStore>>,
         metrics: Option<mbt_publish::metrics::Registry>,
-        controls: Arc<crate::tuning::Controls>,
+        controls: Arc<dyn crate::shared::Tuning>,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let listener = tokio::net::TcpListener::from_std(self.listener)

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch, Semaphore};
 
 use super::auth;
-use super::live::{EventView, Live, Point};
+use super::live::Live;
+use super::views::{EventView, Point};
 
 /// Longest URL accepted (path + query); longer ones get 414.
 pub const MAX_URI: usize = 2048;
@@ -28,7 +29,7 @@ pub struct AppState {
     pub evidence: Option<Arc<mbt_publish::evidence::EvidenceStore>>,
     pub metrics: Option<mbt_publish::metrics::Registry>,
     /// Run-time tuning (`None`: the change routes answer 404).
-    pub controls: Option<Arc<crate::tuning::Controls>>,
+    pub controls: Option<Arc<dyn crate::shared::Tuning>>,
     /// Permits for live streams (`web.max_clients`).
     pub clients: Arc<Semaphore>,
     pub stop: watch::Receiver<bool>,
@@ -415,7 +416,7 @@ struct LabelsView<'a> {
     model_version: &'a str,
     /// Where run-time changes are kept.
     tuning_file: String,
-    labels: &'a [crate::tuning::LabelState],
+    labels: &'a [crate::shared::LabelState],
 }
 
 async fn labels(State(st): State<AppState>) -> Response {
@@ -468,13 +469,13 @@ async fn set_label(
     };
     let mut changes = Vec::new();
     if b.reset {
-        changes.push(crate::tuning::Change::Reset);
+        changes.push(crate::shared::Change::Reset);
     }
     if let Some(t) = b.threshold {
-        changes.push(crate::tuning::Change::Threshold(t));
+        changes.push(crate::shared::Change::Threshold(t));
     }
     if let Some(e) = b.enabled {
-        changes.push(crate::tuning::Change::Enabled(e));
+        changes.push(crate::shared::Change::Enabled(e));
     }
     if changes.is_empty() || (b.reset && changes.len() > 1) {
         c.rejected();
@@ -489,13 +490,13 @@ async fn set_label(
         for ch in changes {
             last = Some(c.set(&label, ch, "web")?);
         }
-        Ok::<_, crate::tuning::TuneError>(last)
+        Ok::<_, crate::shared::TuneError>(last)
     })
     .await;
     match result {
         Ok(Ok(Some(state))) => Json(state).into_response(),
         Ok(Ok(None)) => text(StatusCode::BAD_REQUEST, "nothing to change\n"),
-        Ok(Err(e @ crate::tuning::TuneError::UnknownLabel { .. })) => {
+        Ok(Err(e @ crate::shared::TuneError::UnknownLabel { .. })) => {
             text(StatusCode::NOT_FOUND, format!("{e}\n"))
         }
         Ok(Err(e)) if e.is_request_error() => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
@@ -575,7 +576,7 @@ async fn verdict(
         },
         ("wrong", None) => Some(crate::events::NO_EVENT_LABEL.to_string()),
         ("clear", None) => None,
-        ("label", Some(l)) if super::marks::valid_label(&l) => Some(l),
+        ("label", Some(l)) if crate::marks::valid_label(&l) => Some(l),
         ("label", Some(l)) => {
             return text(
                 StatusCode::BAD_REQUEST,
@@ -584,11 +585,11 @@ async fn verdict(
         }
         _ => return text(StatusCode::BAD_REQUEST, format!("verdict: {help}\n")),
     };
-    let file = super::marks::path(store.dir());
+    let file = crate::marks::path(store.dir());
     let (f, i, l) = (file.clone(), id.clone(), label.clone());
     let written = tokio::task::spawn_blocking(move || {
         let _g = MARKS_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        super::marks::write(&f, &i, l.as_deref())
+        crate::marks::write(&f, &i, l.as_deref())
     })
     .await;
     match written {
