@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::common::{temp_dir, ROOT};
-use crate::web::Daemon;
+use crate::harness::Daemon;
 
 struct Driver(Child);
 

@@ -11,6 +11,7 @@ mod cli;
 mod common;
 mod daemon;
 mod demo;
+mod harness;
 mod pipeline;
 mod publish;
 mod reload;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mbt_core::event::EventKind;
 
 use crate::common::{random_model, random_model_bytes, random_model_variant, temp_dir};
-use crate::tuning::Running;
+use crate::harness::Daemon;
 
 const A: &str = "edge-random-test";
 const B: &str = "edge-random-b";
@@ -36,7 +36,7 @@ fn count(log: &str, what: &str) -> usize {
     log.matches(what).count()
 }
 
-fn wait_until(d: &Running, what: &str, ok: impl Fn(&str) -> bool) {
+fn wait_until(d: &Daemon, what: &str, ok: impl Fn(&str) -> bool) {
     let t0 = Instant::now();
     while !ok(&d.log()) {
         assert!(
@@ -89,7 +89,7 @@ fn a_new_model_takes_over_without_a_restart_and_bad_ones_are_refused() {
             "events.labels.door_slammed.threshold=0.01".into(),
         ],
     );
-    let d = Running::start(&args, &state);
+    let d = Daemon::start(&args, &state);
     d.wait_events("model A's events", |e| {
         e.iter().any(|e| e.model_version == A)
     });
@@ -229,7 +229,7 @@ fn a_reloaded_model_is_announced_to_home_assistant() {
             "mqtt.device=porch".into(),
         ],
     );
-    let d = Running::start(&args, &state);
+    let d = Daemon::start(&args, &state);
     let config = |kind: &str, id: &str| format!("homeassistant/{kind}/porch_{id}/config");
     // The last retained payload of `topic`: None never seen, Some(empty) removed.
     let last = |r: &crate::broker::Received, topic: &str| {

@@ -19,143 +19,8 @@ use std::time::{Duration, Instant};
 use mbt_core::event::{Event, EventKind};
 
 use crate::common::{random_model, temp_dir, ROOT};
+use crate::harness::Daemon;
 use crate::web::{request, Resp};
-
-/// A daemon in the background with its stdout (events, windows) and log collected.
-pub struct Running {
-    child: Child,
-    pub addr: SocketAddr,
-    out: Arc<Mutex<Vec<String>>>,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-fn collect(r: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            into.lock().unwrap().push(line);
-        }
-    });
-}
-
-impl Running {
-    pub fn start(args: &[String], state: &Path) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mbtd"))
-            .args(["--set", "web.listen=127.0.0.1:0"])
-            .args(args)
-            .current_dir(ROOT)
-            .env_remove("MBTD_CONFIG")
-            .env_remove("STATE_DIRECTORY")
-            .env("XDG_STATE_HOME", state)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mbtd starts");
-        let (out, log) = (Arc::default(), Arc::default());
-        collect(child.stdout.take().expect("stdout"), Arc::clone(&out));
-        collect(child.stderr.take().expect("stderr"), Arc::clone(&log));
-        let mut r = Running {
-            child,
-            addr: "127.0.0.1:1".parse().unwrap(),
-            out,
-            log,
-        };
-        let line = r.wait_log("web: http://", Duration::from_secs(60));
-        let a = line
-            .split("web: http://")
-            .nth(1)
-            .and_then(|x| x.split('/').next())
-            .unwrap_or_default();
-        r.addr = a.parse().unwrap_or_else(|e| panic!("{a}: {e}"));
-        r
-    }
-
-    /// Waits for a log line containing `what`; returns it.
-    pub fn wait_log(&self, what: &str, timeout: Duration) -> String {
-        let t0 = Instant::now();
-        loop {
-            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(what)) {
-                return l.clone();
-            }
-            if t0.elapsed() > timeout {
-                panic!("no `{what}` in the log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Events printed so far.
-    pub fn events(&self) -> Vec<Event> {
-        self.out
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| !l.starts_with("{\"window\""))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-
-    /// Windows printed so far (`sink.stdout_scores`).
-    pub fn windows(&self) -> Vec<serde_json::Value> {
-        self.out
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.starts_with("{\"window\""))
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["window"].clone())
-            .collect()
-    }
-
-    /// Waits until `ok` holds for the events printed.
-    pub fn wait_events(&self, what: &str, ok: impl Fn(&[Event]) -> bool) -> Vec<Event> {
-        let t0 = Instant::now();
-        loop {
-            let ev = self.events();
-            if ok(&ev) {
-                return ev;
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                panic!(
-                    "{what}: not seen in {} events; log:\n{}",
-                    ev.len(),
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([format!("-{sig}"), self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(ok.success());
-    }
-
-    /// SIGINT, then the exit report (`done: {...}`).
-    pub fn stop(mut self) -> serde_json::Value {
-        self.signal("INT");
-        let t0 = Instant::now();
-        while self.child.try_wait().ok().flatten().is_none() {
-            assert!(t0.elapsed() < Duration::from_secs(30), "mbtd did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        crate::common::report(&self.log())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A POST with a body (`Connection: close`).
 pub fn post(addr: SocketAddr, path: &str, ctype: &str, body: &str, extra: &[(&str, &str)]) -> Resp {
@@ -219,7 +84,7 @@ fn news(ev: &[Event], label: &str) -> usize {
 #[test]
 fn labels_are_tuned_from_the_web_page_saved_apart_from_the_toml_and_marked() {
     let state = temp_dir("tuning-web");
-    let d = Running::start(&args(&state, 60, &[]), &state);
+    let d = Daemon::start(&args(&state, 60, &[]), &state);
     // Every label fires from the first window (threshold 0.01).
     d.wait_events("glass_breaking and dog_barking open", |e| {
         news(e, "glass_breaking") == 1 && news(e, "dog_barking") == 1
@@ -433,7 +298,7 @@ fn labels_are_tuned_from_the_web_page_saved_apart_from_the_toml_and_marked() {
     let person = labels["person_speaking"]["threshold"].as_float().unwrap();
     assert!((person - 0.02).abs() < 1e-6, "{person}");
 
-    let d = Running::start(&args(&state, 60, &[]), &state);
+    let d = Daemon::start(&args(&state, 60, &[]), &state);
     let get = |label: &str| label_state(d.addr, label);
     assert_eq!(get("glass_breaking")["enabled"], false);
     assert_eq!(get("dog_barking")["origin"], "runtime");
@@ -492,7 +357,7 @@ fn mqtt_set_topics_tune_labels_and_home_assistant_gets_a_number_and_a_switch() {
         format!("mqtt.url=mqtt://127.0.0.1:{port}"),
         "mqtt.device=porch".into(),
     ];
-    let d = Running::start(&args(&state, 60, &mqtt), &state);
+    let d = Daemon::start(&args(&state, 60, &mqtt), &state);
     let payload = |topic: &str| {
         rec.all()
             .iter()

@@ -10,64 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::common::{random_model, temp_dir};
-
-/// A daemon running in the background; its web address read from its log.
-pub struct Daemon {
-    child: Child,
-    pub addr: SocketAddr,
-    log: mpsc::Receiver<String>,
-}
-
-impl Daemon {
-    pub fn start(extra: &[&str], state: &std::path::Path) -> Daemon {
-        let model = random_model().display().to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mbtd"))
-            .args(["--set", "web.listen=127.0.0.1:0"])
-            .args(["--set", &format!("model.path={model}")])
-            .args(extra)
-            .current_dir(crate::common::ROOT)
-            .env_remove("MBTD_CONFIG")
-            .env_remove("STATE_DIRECTORY")
-            .env("XDG_STATE_HOME", state)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mbtd starts");
-        let (tx, log) = mpsc::channel();
-        let err = child.stderr.take().expect("stderr piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut seen = String::new();
-        let addr = loop {
-            let line = log
-                .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| panic!("no `web:` line from mbtd; log so far:\n{seen}"));
-            seen.push_str(&line);
-            seen.push('\n');
-            if let Some(rest) = line.split("web: http://").nth(1) {
-                let a = rest.split('/').next().unwrap_or_default();
-                break a.parse().unwrap_or_else(|e| panic!("{a}: {e}"));
-            }
-        };
-        Daemon { child, addr, log }
-    }
-
-    /// The log lines so far.
-    pub fn log(&self) -> String {
-        self.log.try_iter().collect::<Vec<_>>().join("\n")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::harness::Daemon;
 
 /// A response: status code, headers (lower-case names), body.
 pub struct Resp {
