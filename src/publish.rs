@@ -595,7 +595,13 @@ impl Sink for UnixAdapter {
             };
             let spool = s.spool().clone();
             let shutdown = s.shutdown(self.flush);
-            close_spooled("postcard-unix", spool, shutdown, "not taken by the listener").await
+            close_spooled(
+                "postcard-unix",
+                spool,
+                shutdown,
+                "not taken by the listener",
+            )
+            .await
         })
     }
 }

@@ -28,9 +28,7 @@ use tokio::sync::watch;
 
 use crate::config::{EventsConfig, LabelOverride};
 use crate::events::NO_EVENT_LABEL;
-pub use crate::shared::{
-    Change, Effective, LabelState, Origin, TuneError, Tuning, MIN_THRESHOLD,
-};
+pub use crate::shared::{Change, Effective, LabelState, Origin, TuneError, Tuning, MIN_THRESHOLD};
 use crate::stats::Stats;
 
 /// A label's run-time changes (absent: not changed at run time).

@@ -148,9 +148,7 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
         if let Some(store) = &publishing.evidence {
             live.seed_events(stored_events(store));
             live.close_stale();
-            live.seed_marks(crate::marks::read(&crate::marks::path(
-                store.dir(),
-            )));
+            live.seed_marks(crate::marks::read(&crate::marks::path(store.dir())));
         }
         Some(crate::web::Web::bind(cfg, Arc::new(live))?)
     } else {
@@ -250,4 +248,3 @@ fn stored_events(store: &mbt_publish::evidence::EvidenceStore) -> Vec<mbt_core::
         })
         .collect()
 }
-

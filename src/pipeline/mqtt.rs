@@ -69,4 +69,3 @@ pub(super) async fn mqtt_bridge(
         }
     }
 }
-

@@ -410,4 +410,3 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
         peaks,
     })
 }
-

@@ -22,8 +22,8 @@ use mbt_media::RgbFrame;
 use tokio::sync::broadcast;
 
 use super::views::{
-    dbfs, encode_jpeg, mode, quantize, tail, throughput, upsert, EventView, Info,
-    NearMiss, Point, SourceInfo, Status, Throughput, Tick,
+    dbfs, encode_jpeg, mode, quantize, tail, throughput, upsert, EventView, Info, NearMiss, Point,
+    SourceInfo, Status, Throughput, Tick,
 };
 use crate::detector::WindowMedia;
 use crate::sink::WindowScores;
@@ -685,5 +685,4 @@ mod tests {
             .iter()
             .all(|e| e.state == "interrupted"));
     }
-
 }
