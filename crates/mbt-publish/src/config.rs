@@ -555,6 +555,7 @@ impl SpoolConfig {
             segment_bytes: self.segment_bytes,
             when_full: self.when_full,
             fsync: self.fsync,
+            ..SpoolOptions::new(self.dir().join(sink))
         }
     }
 

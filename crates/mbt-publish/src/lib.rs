@@ -16,6 +16,8 @@
 //! * [`metrics`]: a registry and a tiny Prometheus text endpoint (off by default).
 //! * [`evidence`]: a key frame as JPEG and the audio as WAV per event, in a directory bounded
 //!   by a byte budget.
+//! * [`storage`]: the seam every spool write goes through, so tests can make the disk full or
+//!   read-only on demand; [`throttle`]: one message a minute for a failure that repeats.
 //! * [`config`]: the TOML sections for all of the above, with documented defaults and
 //!   validation errors that name the field.
 //!
@@ -33,9 +35,11 @@ pub mod metrics;
 pub mod mqtt;
 pub mod postcard_sink;
 pub mod spool;
+pub mod storage;
 
 mod error;
 mod sink_metrics;
+pub mod throttle;
 
 pub use error::DeliveryError;
 pub use sink_metrics::SinkMetrics;

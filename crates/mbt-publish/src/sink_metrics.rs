@@ -12,6 +12,11 @@ pub struct SinkMetrics {
     pub dropped: Counter,
     pub refused: Counter,
     pub corrupt: Counter,
+    /// Spool writes the disk refused (full, read-only).
+    pub write_failures: Counter,
+    /// Events waiting in memory for the disk, and those dropped from that queue.
+    pub held: Gauge,
+    pub held_dropped: Counter,
     pub delivered: Counter,
     /// Events sent again after a reconnect (each one a possible duplicate downstream).
     pub redelivered: Counter,
@@ -51,6 +56,21 @@ impl SinkMetrics {
                 "Damaged spool regions and torn records skipped.",
                 &l,
             )?,
+            write_failures: registry.counter(
+                "mbtd_spool_write_failures_total",
+                "Spool writes the disk refused (full or read-only filesystem).",
+                &l,
+            )?,
+            held: registry.gauge(
+                "mbtd_spool_held_events",
+                "Events held in memory because the disk refused the spool's writes.",
+                &l,
+            )?,
+            held_dropped: registry.counter(
+                "mbtd_spool_held_dropped_total",
+                "Held events dropped because the memory queue was full (the disk refused writes for long).",
+                &l,
+            )?,
             delivered: registry.counter(
                 "mbtd_sink_delivered_total",
                 "Events confirmed delivered by the sink.",
@@ -76,5 +96,8 @@ impl SinkMetrics {
         self.dropped.set_at_least(s.dropped);
         self.refused.set_at_least(s.refused);
         self.corrupt.set_at_least(s.corrupt_regions + s.torn_tails);
+        self.write_failures.set_at_least(s.write_failures);
+        self.held.set(s.held_events as f64);
+        self.held_dropped.set_at_least(s.held_dropped);
     }
 }

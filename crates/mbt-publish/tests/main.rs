@@ -8,6 +8,7 @@
 mod broker;
 mod common;
 mod config_files;
+mod disk_full;
 mod mqtt_faults;
 mod mqtt_tls;
 mod postcard_frames;

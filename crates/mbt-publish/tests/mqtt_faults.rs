@@ -11,7 +11,7 @@ use mbt_publish::SinkMetrics;
 
 use crate::common::{check_delivery, event, free_port, labels, subscriber, Broker};
 
-fn mqtt_cfg(port: u16) -> MqttConfig {
+pub fn mqtt_cfg(port: u16) -> MqttConfig {
     MqttConfig {
         enabled: true,
         url: format!("mqtt://127.0.0.1:{port}"),
@@ -24,7 +24,7 @@ fn mqtt_cfg(port: u16) -> MqttConfig {
     }
 }
 
-fn ctx() -> MqttContext {
+pub fn ctx() -> MqttContext {
     MqttContext {
         labels: labels(),
         evidence_dir: None,

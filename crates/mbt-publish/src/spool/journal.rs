@@ -22,13 +22,13 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::record::{self, HEADER, MAX_PAYLOAD};
 use super::{Fsync, SpoolError, SpoolOptions, SpoolStats, WhenFull};
+use crate::throttle::Throttle;
 
 const ACK_MAGIC: [u8; 4] = *b"MBSA";
 const ACK_LEN: usize = 24;
@@ -94,6 +94,12 @@ pub struct Spool {
     index: VecDeque<Entry>,
     pending_bytes: u64,
     stats: SpoolStats,
+    /// The active segment may end in a partial record (a failed write whose truncation
+    /// failed too): the next append starts a new segment, so no record follows the damage.
+    tail_broken: bool,
+    /// The cursor moved but `ack` could not be rewritten: retried at the next ack or append.
+    cursor_dirty: bool,
+    warn: Throttle,
     _lock: File,
 }
 
@@ -269,6 +275,9 @@ impl Spool {
             index,
             pending_bytes,
             stats,
+            tail_broken: false,
+            cursor_dirty: false,
+            warn: Throttle::default(),
             _lock: lock,
         };
         spool.refresh_stats();
@@ -290,6 +299,10 @@ impl Spool {
 
     pub fn stats(&self) -> SpoolStats {
         self.stats
+    }
+
+    pub(crate) fn memory_events(&self) -> usize {
+        self.opts.memory_events
     }
 
     /// The committed cursor: everything before it has been delivered.
@@ -334,18 +347,38 @@ impl Spool {
             .segments
             .back()
             .ok_or(SpoolError::Internal("no segment"))?;
-        if active.bytes > 0 && active.bytes + r > self.opts.segment_bytes {
-            self.roll()?;
+        if self.tail_broken || (active.bytes > 0 && active.bytes + r > self.opts.segment_bytes) {
+            self.roll()
+                .map_err(|e| self.write_failed("starting a segment", e))?;
+            self.tail_broken = false;
+        }
+        if self.cursor_dirty {
+            // Best effort: the cursor in memory is right; the file only saves duplicates.
+            self.persist_cursor();
         }
         let path = self.active_path();
         let before = self.segments.back().map(|s| s.bytes).unwrap_or(0);
-        if let Err(e) = self.active.write_all(&rec) {
-            // Leave no partial record behind (a full disk, say).
-            let _ = self.active.set_len(before);
-            return Err(io_err(&path, e));
+        let storage = self.opts.storage.clone();
+        let mut written = storage.append(&mut self.active, &path, &rec);
+        if written.is_ok() && self.opts.fsync == Fsync::Always {
+            written = storage.sync_data(&self.active, &path);
         }
-        if self.opts.fsync == Fsync::Always {
-            self.active.sync_data().map_err(|e| io_err(&path, e))?;
+        if let Err(e) = written {
+            // Leave no partial record behind (a full disk, say), or, where the file cannot
+            // be cut back (read-only), make sure nothing is appended after it: the index
+            // holds offsets, so a record after unindexed bytes would be read at the wrong
+            // place (and skipped as damaged: lost). Found by the storage-seam tests.
+            if storage.set_len(&self.active, &path, before).is_err() {
+                self.tail_broken = true;
+                if let (Some(seg), Ok(meta)) = (self.segments.back_mut(), self.active.metadata()) {
+                    seg.bytes = meta.len();
+                }
+                self.refresh_stats();
+            }
+            return Err(self.write_failed("appending", io_err(&path, e)));
+        }
+        if self.warn.succeeded() {
+            tracing::info!(dir = %self.dir.display(), "spool: writing again");
         }
         let seg = self
             .segments
@@ -371,16 +404,18 @@ impl Spool {
     fn roll(&mut self) -> Result<(), SpoolError> {
         let id = self.segments.back().map(|s| s.id + 1).unwrap_or(1);
         let path = self.dir.join(seg_name(id));
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
+        let f = self
+            .opts
+            .storage
+            .open_append(&path)
             .map_err(|e| io_err(&path, e))?;
-        if self.opts.fsync == Fsync::Always {
-            sync_dir(&self.dir)?;
-        }
         self.active = f;
         self.segments.push_back(Segment { id, bytes: 0 });
+        if self.opts.fsync == Fsync::Always {
+            // After the segment is ours: a failed directory sync must not leave the file
+            // unaccounted (it is in `segments`, so it is deleted like any other).
+            sync_dir(&self.dir)?;
+        }
         // A cursor at the very end of the old active segment now means the new one's start.
         self.normalize_cursor()?;
         Ok(())
@@ -408,7 +443,7 @@ impl Spool {
                 segment: next,
                 offset: 0,
             };
-            self.write_ack()?;
+            self.persist_cursor();
         }
         let path = self.dir.join(seg_name(old.id));
         fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
@@ -487,7 +522,12 @@ impl Spool {
         }
         self.cursor = upto;
         self.normalize_cursor()?;
-        self.write_ack()?;
+        // A cursor file that cannot be written (full or read-only disk) does not stop the
+        // ack: the cursor in memory is what reads use, and deleting the segments behind it
+        // is safe even with the old cursor on disk (at the next open a cursor before the
+        // first segment moves to its start: the records between are replayed, duplicates,
+        // never a loss). Deleting is what gives a full disk its space back.
+        self.persist_cursor();
         while self.segments.len() > 1
             && self
                 .segments
@@ -527,6 +567,30 @@ impl Spool {
         }
     }
 
+    /// Writes the cursor file; on failure counts and logs it (throttled) and retries later.
+    fn persist_cursor(&mut self) {
+        match self.write_ack() {
+            Ok(()) => self.cursor_dirty = false,
+            Err(e) => {
+                self.cursor_dirty = true;
+                self.write_failed("writing the cursor", e);
+            }
+        }
+    }
+
+    /// Counts a failed write and logs it at most once a minute; returns the error.
+    fn write_failed(&mut self, what: &str, e: SpoolError) -> SpoolError {
+        self.stats.write_failures += 1;
+        if let Some(n) = self.warn.failed(std::time::Instant::now()) {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                "spool: {what} failed: {e} ({n} failed writes since the last message; \
+                 events wait in memory and are written when the disk takes them again)"
+            );
+        }
+        e
+    }
+
     fn write_ack(&self) -> Result<(), SpoolError> {
         let mut buf = Vec::with_capacity(ACK_LEN);
         buf.extend_from_slice(&ACK_MAGIC);
@@ -536,14 +600,11 @@ impl Spool {
         buf.extend_from_slice(&crc.to_le_bytes());
         let tmp = self.dir.join("ack.tmp");
         let dst = self.dir.join("ack");
-        {
-            let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-            f.write_all(&buf).map_err(|e| io_err(&tmp, e))?;
-            if self.opts.fsync == Fsync::Always {
-                f.sync_data().map_err(|e| io_err(&tmp, e))?;
-            }
-        }
-        fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, e))?;
+        let storage = &self.opts.storage;
+        storage
+            .write_file(&tmp, &buf, self.opts.fsync == Fsync::Always)
+            .map_err(|e| io_err(&tmp, e))?;
+        storage.rename(&tmp, &dst).map_err(|e| io_err(&dst, e))?;
         if self.opts.fsync == Fsync::Always {
             sync_dir(&self.dir)?;
         }
