@@ -9,12 +9,11 @@
 //! Events come from every label at a threshold the random model always reaches (0.01), so
 //! which labels fire does not depend on its scores.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use mbt_core::event::{Event, EventKind};
 
