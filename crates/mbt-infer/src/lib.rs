@@ -18,6 +18,7 @@ use tract_onnx::prelude::*;
 
 #[cfg(feature = "ort")]
 pub mod onnxruntime;
+pub mod ops;
 pub mod parts;
 
 #[derive(Debug, Error)]
