@@ -144,6 +144,11 @@ impl Model {
         let rt = tract_onnx::tract_core::runtime::runtime_for_name(runtime)
             .map_err(|e| rt_err(format!("{e:#}")))?
             .ok_or_else(|| rt_err("not compiled into this build".into()))?;
+        // Our depthwise convolution (ops::depthwise) is a CPU operator: only the CPU runtime's
+        // plan gets it, and tract keeps every depthwise convolution it does not cover.
+        if rt.name() == "cpu" && ops::depthwise::enabled() {
+            ops::depthwise::rewrite(&mut typed).map_err(|e| rt_err(format!("{e:#}")))?;
+        }
         // tract-cuda 0.23 panics (`expect("Could not create CUDA context")`) when the CUDA
         // libraries load but no device answers: a GPU-less machine with the toolkit
         // installed, a broken driver, the toolkit's stub libcuda on the library path (seen
