@@ -85,6 +85,12 @@ fn environment(library: &str) -> Result<ort::environment::Environment, String> {
     Ok(e)
 }
 
+/// The process's ONNX Runtime environment (see `environment`), for code that builds its own
+/// sessions on raw graphs (the trunk benchmark example).
+pub fn shared_environment(library: &str) -> Result<ort::environment::Environment, String> {
+    environment(library)
+}
+
 fn provider(name: &str) -> Option<ExecutionProviderDispatch> {
     Some(match name {
         "cpu" => ep::CPU::default().build(),
