@@ -717,3 +717,144 @@ fn bad_pools_are_errors_naming_the_file_entry_and_field() {
     }
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// `--frame-size` (data v3: 224 px): the same seed draws the same scenes, with every length on
+/// screen (object height and width, where it stands, how far it drifts) scaled by the frame
+/// size over 112 and the frames that size; a size that is not a multiple of 16 is refused naming
+/// the flag.
+#[test]
+fn frame_size_scales_the_scene_geometry_and_the_frames() {
+    let root = tmp("framesize");
+    let pool = local_pool(&root);
+    let (p, cache) = (pool.to_str().unwrap(), root.join("cache"));
+    let cache = cache.to_str().unwrap();
+    run_ok(&["data", "fetch", "--pool", p, "--cache", cache]);
+    let build_at = |size: &str| {
+        let o = root.join(format!("o{size}"));
+        run_ok(&[
+            "data",
+            "build",
+            "--seed",
+            "3",
+            "--out",
+            o.to_str().unwrap(),
+            "--train",
+            "8",
+            "--val",
+            "4",
+            "--test",
+            "4",
+            "--cache",
+            cache,
+            "--pool",
+            p,
+            "--frames",
+            "y4m",
+            "--frame-size",
+            size,
+        ]);
+        o
+    };
+    let (small, large) = (build_at("112"), build_at("224"));
+    let (a, b) = (lines(&small), lines(&large));
+    assert_eq!(a.len(), 16);
+    let mut objects = 0;
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["id"], y["id"]);
+        assert_eq!(x["label"], y["label"]);
+        assert_eq!(
+            x["audio_sha256"], y["audio_sha256"],
+            "audio does not depend on the frame size"
+        );
+        assert_eq!(
+            (y["width"].as_u64(), y["height"].as_u64()),
+            (Some(224), Some(224))
+        );
+        let (n, w, h) = mbt_media_frames(&large.join(y["video"].as_str().unwrap()));
+        assert_eq!((n, w, h), (16, 224, 224));
+        let (ox, oy) = (
+            &x["params"]["video"]["objects"],
+            &y["params"]["video"]["objects"],
+        );
+        for (p, q) in ox.as_array().unwrap().iter().zip(oy.as_array().unwrap()) {
+            assert_eq!(p["source"], q["source"]);
+            assert_eq!(p["distance"], q["distance"]);
+            for field in ["height_px", "y_bottom", "drift_px"] {
+                let (u, v) = (p[field].as_f64().unwrap(), q[field].as_f64().unwrap());
+                assert!(
+                    (v - 2.0 * u).abs() < 1e-9 * u.abs().max(1.0),
+                    "{field}: {u} -> {v}"
+                );
+            }
+            objects += 1;
+        }
+        assert_eq!(
+            x["params"]["video"]["background"], y["params"]["video"]["background"],
+            "the background crop is a fraction of the picture, the same at every size"
+        );
+    }
+    assert!(objects > 0);
+
+    // --styles 1: every training picture restyled (recorded), validation and test as drawn;
+    // the scenes and sounds are the same draws.
+    let o = root.join("styled");
+    run_ok(&[
+        "data",
+        "build",
+        "--seed",
+        "3",
+        "--out",
+        o.to_str().unwrap(),
+        "--train",
+        "8",
+        "--val",
+        "4",
+        "--test",
+        "4",
+        "--cache",
+        cache,
+        "--pool",
+        p,
+        "--frames",
+        "y4m",
+        "--styles",
+        "1",
+    ]);
+    let mut styled = 0;
+    for (x, y) in a.iter().zip(&lines(&o)) {
+        assert_eq!(x["label"], y["label"]);
+        assert_eq!(x["audio_sha256"], y["audio_sha256"]);
+        for obj in y["params"]["video"]["objects"].as_array().unwrap() {
+            let has = obj.get("style").is_some();
+            assert_eq!(has, y["split"] == "train", "{}: {obj}", y["id"]);
+            styled += has as usize;
+        }
+    }
+    assert!(styled > 0);
+    let o = root.join("bad");
+    let out = mbt(&[
+        "data",
+        "build",
+        "--out",
+        o.to_str().unwrap(),
+        "--train",
+        "2",
+        "--val",
+        "1",
+        "--test",
+        "1",
+        "--cache",
+        cache,
+        "--pool",
+        p,
+        "--frame-size",
+        "100",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--frame-size 100: expected a multiple of 16"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -1,7 +1,7 @@
 //! `mbt data build`: render the AVE-Intersect splits into a directory.
 //!
 //! Output: `OUT/{train,val,test}/ID.wav` (16 kHz mono, 16-bit), `OUT/.../ID.mjpeg` (16 frames,
-//! 8 fps, 112 x 112, Motion JPEG at quality [`JPEG_QUALITY`]: `ffmpeg -f mjpeg -framerate 8 -i`,
+//! 8 fps, square, `--frame-size` px: 112 for data v2, 224 for data v3; Motion JPEG at quality [`JPEG_QUALITY`]: `ffmpeg -f mjpeg -framerate 8 -i`,
 //! `mbt tokenize video`; or `--frames y4m`: uncompressed C444 Y4M, 5x larger), `OUT/manifest.jsonl`
 //! (one line per clip: label, files, their sha256 and every generation parameter) and
 //! `OUT/summary.json` (counts per class and split, seed, the pool and its packages, build time).
@@ -21,7 +21,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::pool::{Kind, Pool, Role, Split};
-use super::render::{self, FPS, FRAMES, RATE, SIZE};
+use super::render::{self, FPS, FRAMES, RATE};
 use super::rng::Rng;
 use super::sources::Sources;
 use super::spec::{Class, Palette, Scene};
@@ -31,6 +31,8 @@ pub struct BuildArgs<'a> {
     pub out: &'a Path,
     pub counts: [usize; 3],
     pub frames: FrameFormat,
+    /// Frame size and styles ([`render::Look`]).
+    pub look: render::Look,
 }
 
 /// How a clip's frames are stored.
@@ -118,6 +120,7 @@ pub fn render_clip(
     split: Split,
     i: usize,
     class: Class,
+    look: &render::Look,
 ) -> Result<(String, render::Rendered)> {
     let id = format!("{}-{i:05}", split.name());
     let mut rng = Rng::new(seed, &[split as u64, i as u64]);
@@ -129,12 +132,18 @@ pub fn render_clip(
         "internal error: clip {id}: the scene does not show its label {}",
         class.name()
     );
-    let r = render::render(&mut rng, &scene, sources, split)?;
+    let r = render::render(&mut rng, &scene, sources, split, look)?;
     Ok((id, r))
 }
 
 pub fn build(pool: &Pool, cache: &Path, args: &BuildArgs) -> Result<serde_json::Value> {
     let t0 = Instant::now();
+    let size = render::check_frame_size(args.look.frame_size)?;
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.look.styles),
+        "--styles {}: expected a chance from 0 to 1",
+        args.look.styles
+    );
     let sources = Sources::load(pool, cache)?;
     let palette = palette(&sources)?;
     let classes = palette.classes();
@@ -151,7 +160,7 @@ pub fn build(pool: &Pool, cache: &Path, args: &BuildArgs) -> Result<serde_json::
             .par_iter()
             .enumerate()
             .map(|(i, &class)| -> Result<String> {
-                let (id, r) = render_clip(&sources, &palette, args.seed, split, i, class)?;
+                let (id, r) = render_clip(&sources, &palette, args.seed, split, i, class, &args.look)?;
                 let wav = wav_bytes(&r.audio)?;
                 let (video, ext) = match args.frames {
                     FrameFormat::Mjpeg => (mbt_media::mjpeg::encode(&r.frames, FPS, JPEG_QUALITY)?, "mjpeg"),
@@ -169,7 +178,7 @@ pub fn build(pool: &Pool, cache: &Path, args: &BuildArgs) -> Result<serde_json::
                     "video": format!("{}/{id}.{ext}", split.name()),
                     "audio_sha256": hex(&wav),
                     "video_sha256": hex(&video),
-                    "sample_rate": RATE, "fps": FPS, "frames": FRAMES, "width": SIZE, "height": SIZE,
+                    "sample_rate": RATE, "fps": FPS, "frames": FRAMES, "width": size, "height": size,
                     "seed": args.seed,
                     "params": r.params,
                 });
@@ -202,7 +211,7 @@ pub fn build(pool: &Pool, cache: &Path, args: &BuildArgs) -> Result<serde_json::
         "labels": classes.iter().map(|c| c.name()).collect::<Vec<_>>(),
         "counts": counts,
         "pool": {"file": pool.file.display().to_string(), "name": pool.pool.name},
-        "clip": {"seconds": render::SECONDS, "sample_rate": RATE, "fps": FPS, "frames": FRAMES, "width": SIZE, "height": SIZE, "video_format": format!("{:?}", args.frames).to_lowercase()},
+        "clip": {"seconds": render::SECONDS, "sample_rate": RATE, "fps": FPS, "frames": FRAMES, "width": size, "height": size, "styles": args.look.styles, "video_format": format!("{:?}", args.frames).to_lowercase()},
         "packages": pool.packages.iter().map(|p| json!({"name": p.name, "registry": format!("{:?}", p.registry).to_lowercase(), "version": p.version, "sha256": p.sha256})).collect::<Vec<_>>(),
         "source_files": sources.sounds.len() + sources.images.len(),
         "threads": rayon::current_num_threads(),

@@ -7,8 +7,10 @@
 //! a second glass breaks (these five are the v1 demo's), then a dog comes into view and barks,
 //! a dog barks off-screen after it has gone (not an event), an alarm clock in view rings, and a
 //! cat sits in view without a sound (not an event). Output: `audio.wav` (16 kHz mono),
-//! `frames/NNNNNN.jpg` (8 fps, 112 x 112; small enough to commit, read by `mbt tokenize video`
-//! and the daemon's file source) and `timeline.json`.
+//! `frames/NNNNNN.jpg` (8 fps, square, `--frame-size` px: 112 by default, small enough to
+//! commit; 224 for a model trained on data v3; read by `mbt tokenize video` and the daemon's
+//! file source) and `timeline.json`. The view is laid out for 112 px and scaled like the data
+//! builder's scenes ([`super::render`]), so every size shows the same scene.
 //!
 //! Every file is taken from the default pool by its id (`package:path`, `#icon` for an icon of
 //! an iconify set), and its licence is the pool's; a file whose licence is not permissive
@@ -21,7 +23,7 @@ use serde_json::json;
 
 use super::dsp;
 use super::pool::{Pool, Role, SourceEntry};
-use super::render::{sample, FPS, RATE, REF_RMS, SIZE};
+use super::render::{self, sample, FPS, RATE, REF_RMS, SIZE};
 use super::rng::Rng;
 use super::sources::{Image, Sources};
 use super::spec::{attenuation_db, NEAR_PX, SLAM_SOURCE_DB, SOFT_SOURCE_DB};
@@ -123,7 +125,10 @@ struct Heard {
     label: Option<&'static str>,
 }
 
-pub fn demo(pool: &Pool, cache: &Path, out: &Path) -> Result<()> {
+pub fn demo(pool: &Pool, cache: &Path, out: &Path, frame_size: usize) -> Result<()> {
+    let size = render::check_frame_size(frame_size)?;
+    // Lengths laid out for 112 px, in this frame's pixels (exactly 1 at 112).
+    let k = size as f64 / SIZE as f64;
     let a = assets();
     let sound_ids = [&a.glass_snd, &a.door_snd, &a.dog_snd, &a.alarm_snd];
     let picture_ids: [(&String, Option<[u32; 4]>); 5] = [
@@ -324,18 +329,18 @@ pub fn demo(pool: &Pool, cache: &Path, out: &Path) -> Result<()> {
     // Video: a fixed view; objects appear and disappear; a broken glass is gone afterwards.
     let frames = (SECONDS * FPS as f64) as usize;
     let side = bg.width.min(bg.height) as f64;
-    let scale = side / SIZE as f64;
+    let scale = side / size as f64;
     for f in 0..frames {
         let t = f as f64 / FPS as f64;
-        let mut buf = vec![0.0f32; SIZE * SIZE * 3];
-        for y in 0..SIZE {
-            for x in 0..SIZE {
+        let mut buf = vec![0.0f32; size * size * 3];
+        for y in 0..size {
+            for x in 0..size {
                 let p = sample(
                     bg,
                     (x as f64 + 0.5) * scale - 0.5,
                     (y as f64 + 0.5) * scale - 0.5,
                 );
-                buf[(y * SIZE + x) * 3..][..3].copy_from_slice(&p[..3]);
+                buf[(y * size + x) * 3..][..3].copy_from_slice(&p[..3]);
             }
         }
         let mut visible: Vec<&Shown> = shown.iter().filter(|s| t >= s.from && t < s.to).collect();
@@ -343,17 +348,18 @@ pub fn demo(pool: &Pool, cache: &Path, out: &Path) -> Result<()> {
         for s in visible {
             draw(
                 &mut buf,
+                size,
                 &images[s.img],
-                s.x,
-                NEAR_PX / s.distance,
-                60.0 + 50.0 / s.distance,
+                s.x * k,
+                NEAR_PX * k / s.distance,
+                (60.0 + 50.0 / s.distance) * k,
             );
         }
         let px: Vec<u8> = buf
             .iter()
             .map(|v| v.round().clamp(0.0, 255.0) as u8)
             .collect();
-        let img = image::RgbImage::from_raw(SIZE as u32, SIZE as u32, px)
+        let img = image::RgbImage::from_raw(size as u32, size as u32, px)
             .context("internal: frame buffer size")?;
         let path = out.join(format!("frames/{f:06}.jpg"));
         let mut file = std::io::BufWriter::new(
@@ -387,16 +393,17 @@ pub fn demo(pool: &Pool, cache: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn draw(buf: &mut [f32], img: &Image, cx: f64, h: f64, y_bottom: f64) {
+/// Draws `img` `h` px tall, centred on `cx`, standing on `y_bottom`, into a `size`-px frame.
+fn draw(buf: &mut [f32], size: usize, img: &Image, cx: f64, h: f64, y_bottom: f64) {
     let w = h * img.width as f64 / img.height as f64;
     let (x0, y0) = (cx - w / 2.0, y_bottom - h);
-    for y in (y0.max(0.0) as usize)..(y_bottom.min(SIZE as f64) as usize) {
-        for x in (x0.max(0.0) as usize)..((x0 + w).min(SIZE as f64) as usize) {
+    for y in (y0.max(0.0) as usize)..(y_bottom.min(size as f64) as usize) {
+        for x in (x0.max(0.0) as usize)..((x0 + w).min(size as f64) as usize) {
             let u = (x as f64 + 0.5 - x0) / w;
             let v = (y as f64 + 0.5 - y0) / h;
             let s = sample(img, u * img.width as f64 - 0.5, v * img.height as f64 - 0.5);
             let a = s[3] / 255.0;
-            let i = (y * SIZE + x) * 3;
+            let i = (y * size + x) * 3;
             for k in 0..3 {
                 buf[i + k] = s[k] + buf[i + k] * (1.0 - a);
             }

@@ -22,6 +22,7 @@ pub mod render;
 pub mod rng;
 pub mod sources;
 pub mod spec;
+pub mod style;
 
 use std::path::PathBuf;
 
@@ -72,6 +73,15 @@ pub enum DataCmd {
         /// How frames are stored: Motion JPEG (small) or uncompressed Y4M
         #[arg(long, value_enum, default_value = "mjpeg")]
         frames: build::FrameFormat,
+        /// Square frame size in pixels, a multiple of 16 (112: data v2, what edge-0.2 was
+        /// trained on; 224: data v3). The scene geometry scales with it
+        #[arg(long, value_name = "PX", default_value_t = render::SIZE)]
+        frame_size: usize,
+        /// Chance that a training-split picture is drawn in a random style (greyscale, line
+        /// art, posterised, another hue, blurred, JPEG artefacts) at a jittered size; 0: as
+        /// data v2 (validation and test pictures are never restyled)
+        #[arg(long, value_name = "P", default_value_t = 0.0)]
+        styles: f64,
         /// Package cache that `mbt data fetch` filled [default: as for fetch]
         #[arg(long, value_name = "DIR")]
         cache: Option<PathBuf>,
@@ -105,6 +115,10 @@ pub enum DataCmd {
         /// Source pool the demo's files are taken from [default: data/pool.toml]
         #[arg(long, value_name = "TOML")]
         pool: Option<PathBuf>,
+        /// Square frame size in pixels: the bundled model's (112 for edge-0.2; 224 for a
+        /// model trained on data v3)
+        #[arg(long, value_name = "PX", default_value_t = render::SIZE)]
+        frame_size: usize,
     },
 }
 
@@ -179,6 +193,8 @@ pub fn run(cmd: DataCmd) -> Result<()> {
             cache,
             pool,
             frames,
+            frame_size,
+            styles,
         } => {
             let m = pool_of(pool)?;
             let cache = cache_of(cache)?;
@@ -190,6 +206,7 @@ pub fn run(cmd: DataCmd) -> Result<()> {
                     out: &out,
                     counts: [train, val, test],
                     frames,
+                    look: render::Look { frame_size, styles },
                 },
             )?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -216,8 +233,13 @@ pub fn run(cmd: DataCmd) -> Result<()> {
                 .with_context(|| format!("cannot write {}", out.display()))?;
             Ok(())
         }
-        DataCmd::Demo { out, cache, pool } => {
-            demo::demo(&pool_of(pool)?, &cache_of(cache)?, &out)?;
+        DataCmd::Demo {
+            out,
+            cache,
+            pool,
+            frame_size,
+        } => {
+            demo::demo(&pool_of(pool)?, &cache_of(cache)?, &out, frame_size)?;
             println!("demo written to {}", out.display());
             Ok(())
         }

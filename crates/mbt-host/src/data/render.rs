@@ -1,5 +1,12 @@
-//! Rendering a [`Scene`] into 2 s of 16 kHz mono audio and 16 RGB frames (8 fps, 112 x 112),
-//! with the augmentations of DATA.md, recording every random choice for the clip manifest.
+//! Rendering a [`Scene`] into 2 s of 16 kHz mono audio and 16 RGB frames (8 fps, square, 112 px
+//! by default: `mbt data build --frame-size`), with the augmentations of DATA.md, recording every
+//! random choice for the clip manifest.
+//!
+//! The scene's geometry is drawn for a 112-px frame ([`SIZE`]) and scaled to the frame size
+//! asked for: object heights, where they stand and how far they drift are the same fractions of
+//! the frame at every size, and the random draws are the same in the same order, so a 224-px
+//! clip shows what the 112-px clip of the same seed shows, only sharper. At 112 px the scale is
+//! exactly 1 and the output is data v2's, byte for byte.
 
 use anyhow::Result;
 use mbt_media::RgbFrame;
@@ -10,6 +17,7 @@ use super::pool::{Kind, Role, Split};
 use super::rng::Rng;
 use super::sources::{Image, Sources};
 use super::spec::{Scene, NEAR_PX};
+use super::style::{self, Style};
 
 /// Background noise of a scene without sounds (a quiet room), dB relative to the reference
 /// level.
@@ -20,7 +28,43 @@ pub const SECONDS: f64 = 2.0;
 pub const SAMPLES: usize = 32_000;
 pub const FPS: u32 = 8;
 pub const FRAMES: usize = 16;
+/// The frame size the scene geometry is drawn for (and data v2's frame size).
 pub const SIZE: usize = 112;
+/// The frame sizes `--frame-size` accepts: a multiple of 16 (the from-scratch ViT's patch side;
+/// the CNN trunks pad to their stride of 32, as at 112 px) from 64 to 512.
+pub const FRAME_SIZES: std::ops::RangeInclusive<usize> = 64..=512;
+
+/// How a clip's frames are drawn (`mbt data build --frame-size`, `--styles`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Look {
+    /// Square frames of this many pixels ([`check_frame_size`]).
+    pub frame_size: usize,
+    /// The chance that a training-split picture is shown in a random style
+    /// ([`super::style`]) and at a jittered size (not doors: their apparent size is half of
+    /// what tells a slam from a soft close); 0 draws exactly what data v2 drew.
+    pub styles: f64,
+}
+
+impl Default for Look {
+    /// Data v2's: 112 px, no styles.
+    fn default() -> Self {
+        Look {
+            frame_size: SIZE,
+            styles: 0.0,
+        }
+    }
+}
+
+/// Checks a requested frame size (see [`FRAME_SIZES`]).
+pub fn check_frame_size(size: usize) -> Result<usize> {
+    anyhow::ensure!(
+        FRAME_SIZES.contains(&size) && size % 16 == 0,
+        "--frame-size {size}: expected a multiple of 16 from {} to {} (112 is data v2's size, 224 data v3's)",
+        FRAME_SIZES.start(),
+        FRAME_SIZES.end()
+    );
+    Ok(size)
+}
 /// The reference level (0 dB in the scene) as an active RMS: -20 dBFS, leaving headroom for
 /// the crest of glass and bangs.
 pub const REF_RMS: f64 = 0.1;
@@ -174,8 +218,12 @@ fn render_video(
     scene: &Scene,
     src: &Sources,
     split: Split,
+    look: &Look,
 ) -> Result<(Vec<RgbFrame>, Value)> {
-    let size = SIZE as f64;
+    let frame_size = look.frame_size;
+    let size = frame_size as f64;
+    // Lengths drawn for a 112-px frame, in this frame's pixels (exactly 1 at 112 px).
+    let k = size / SIZE as f64;
     // Background: a random square crop of a photo, slowly panning, brightness jittered.
     let bg_idx = *rng.pick(src.pool(split, Role::Background, Kind::Other)?);
     let bg = &src.images[bg_idx];
@@ -194,7 +242,7 @@ fn render_video(
         let pool = src.pool(split, Role::Object, o.kind)?;
         let idx = *rng.pick(pool);
         let img = &src.images[idx];
-        let h = (NEAR_PX / o.distance).max(6.0);
+        let h = (NEAR_PX * k / o.distance).max(6.0 * k);
         let w = (h * img.width as f64 / img.height as f64).min(size * 0.5);
         // Two objects: one in each half; a lone object anywhere.
         let left = (slot == 0) == left_first;
@@ -206,8 +254,8 @@ fn render_video(
             (size / 2.0, size - w / 2.0)
         };
         let x = rng.range(lo, hi.max(lo + 1e-6));
-        let y_bottom = 60.0 + 50.0 / o.distance + rng.range(-2.0, 2.0);
-        let vx = rng.range(-6.0, 6.0);
+        let y_bottom = (60.0 + 50.0 / o.distance + rng.range(-2.0, 2.0)) * k;
+        let vx = rng.range(-6.0, 6.0) * k;
         let flip = rng.chance(0.5);
         let gains = [
             rng.range(0.85, 1.15) as f32,
@@ -230,28 +278,53 @@ fn render_video(
             gains,
         });
     }
+    // Styles and size jitter of training pictures, drawn after everything data v2 drew (so
+    // with `styles` 0 the draws, and the clip, are data v2's).
+    let mut restyled: Vec<Option<(Style, super::sources::Image)>> = Vec::new();
+    for (slot, pl) in placed.iter_mut().enumerate() {
+        let mut styled = None;
+        if look.styles > 0.0 && split == Split::Train && rng.chance(look.styles) {
+            let s = Style::draw(rng);
+            let is_door = scene.objects[slot].kind == super::pool::Kind::Door;
+            let jitter = if is_door { 1.0 } else { rng.range(0.8, 1.25) };
+            pl.h *= jitter;
+            pl.w = (pl.w * jitter).min(size * 0.5);
+            let o = &mut oparams[slot];
+            o["style"] = s.describe();
+            o["size_jitter"] = json!(jitter);
+            o["height_px"] = json!(pl.h);
+            o["width_px"] = json!(pl.w);
+            styled = Some((s, style::apply(&src.images[pl.img], s)));
+        }
+        restyled.push(styled);
+    }
+    let mut placed: Vec<(Placed, Option<super::sources::Image>)> = placed
+        .into_iter()
+        .zip(restyled)
+        .map(|(p, s)| (p, s.map(|(_, img)| img)))
+        .collect();
     // Draw far objects first so near ones cover them.
-    placed.sort_by(|a, b| a.h.total_cmp(&b.h));
+    placed.sort_by(|a, b| a.0.h.total_cmp(&b.0.h));
 
     let mut frames = Vec::with_capacity(FRAMES);
     for f in 0..FRAMES {
         let t = f as f64 / (FRAMES - 1) as f64;
-        let mut buf = vec![0.0f32; SIZE * SIZE * 3];
+        let mut buf = vec![0.0f32; frame_size * frame_size * 3];
         let ox = bx + pan * t;
         let scale = side / size;
-        for y in 0..SIZE {
-            for x in 0..SIZE {
+        for y in 0..frame_size {
+            for x in 0..frame_size {
                 let p = sample(
                     bg,
                     ox + (x as f64 + 0.5) * scale - 0.5,
                     by + (y as f64 + 0.5) * scale - 0.5,
                 );
-                let i = (y * SIZE + x) * 3;
+                let i = (y * frame_size + x) * 3;
                 buf[i..i + 3].copy_from_slice(&[p[0] * bright, p[1] * bright, p[2] * bright]);
             }
         }
-        for pl in &placed {
-            let img = &src.images[pl.img];
+        for (pl, styled) in &placed {
+            let img = styled.as_ref().unwrap_or(&src.images[pl.img]);
             let cx = pl.x + pl.vx * t;
             let (x0, x1) = (cx - pl.w / 2.0, cx + pl.w / 2.0);
             let (y0, y1) = (pl.y_bottom - pl.h, pl.y_bottom);
@@ -267,7 +340,7 @@ fn render_video(
                         u = 1.0 - u;
                     }
                     let v = (py - y0) / pl.h;
-                    let i = (y * SIZE + x) * 3;
+                    let i = (y * frame_size + x) * 3;
                     if framed && (px - x0 < 1.0 || x1 - px < 1.0 || py - y0 < 1.0 || y1 - py < 1.0)
                     {
                         buf[i..i + 3].copy_from_slice(&[235.0, 235.0, 235.0]);
@@ -282,8 +355,8 @@ fn render_video(
             }
         }
         frames.push(RgbFrame {
-            width: SIZE,
-            height: SIZE,
+            width: frame_size,
+            height: frame_size,
             data: buf
                 .iter()
                 .map(|v| v.round().clamp(0.0, 255.0) as u8)
@@ -299,10 +372,17 @@ fn render_video(
     ))
 }
 
-/// Renders one clip. `rng` is the clip's own stream (already used to draw `scene`).
-pub fn render(rng: &mut Rng, scene: &Scene, src: &Sources, split: Split) -> Result<Rendered> {
+/// Renders one clip, its frames drawn as `look` says. `rng` is the clip's own stream (already
+/// used to draw `scene`).
+pub fn render(
+    rng: &mut Rng,
+    scene: &Scene,
+    src: &Sources,
+    split: Split,
+    look: &Look,
+) -> Result<Rendered> {
     let (audio, ap) = render_audio(rng, scene, src, split)?;
-    let (frames, vp) = render_video(rng, scene, src, split)?;
+    let (frames, vp) = render_video(rng, scene, src, split, look)?;
     Ok(Rendered {
         audio,
         frames,

@@ -130,9 +130,16 @@ fn render_split(
     use crate::data::pool::Split as DataSplit;
     let audio = AudioTokenizer::new(tok.audio.clone())?;
     let plan = class_plan(seed, DataSplit::Train, count, &palette.classes());
+    // Rendered at the size the model's tokenizer resizes to, so nothing is upsampled (a size
+    // the renderer does not take falls back to data v2's 112 px, which the tokenizer resizes).
+    let look = crate::data::render::Look {
+        frame_size: crate::data::render::check_frame_size(tok.video.resize_shorter)
+            .unwrap_or(crate::data::render::SIZE),
+        styles: 0.0,
+    };
     let mut clips: Vec<Clip> = Vec::with_capacity(count);
     for (i, &class) in plan.iter().enumerate() {
-        let (id, r) = render_clip(sources, palette, seed, DataSplit::Train, i, class)?;
+        let (id, r) = render_clip(sources, palette, seed, DataSplit::Train, i, class, &look)?;
         // As written to and read back from a 16-bit WAV.
         let samples: Vec<f32> = r
             .audio

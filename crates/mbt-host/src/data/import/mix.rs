@@ -248,8 +248,9 @@ where
                     "internal error: {}: a rendered scene does not show its label",
                     a.name
                 );
-                let mut rendered = render::render(&mut rng, &scene, shared, a.split)
-                    .with_context(|| format!("{}: rendering scenes around it", a.name))?;
+                let mut rendered =
+                    render::render(&mut rng, &scene, shared, a.split, &render::Look::default())
+                        .with_context(|| format!("{}: rendering scenes around it", a.name))?;
                 if Class::ALL.iter().all(|c| c.name() != a.label) {
                     rename_slot(&mut rendered.params, slot, &a.label);
                 }
