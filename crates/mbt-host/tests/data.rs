@@ -729,9 +729,10 @@ fn frame_size_scales_the_scene_geometry_and_the_frames() {
     let (p, cache) = (pool.to_str().unwrap(), root.join("cache"));
     let cache = cache.to_str().unwrap();
     run_ok(&["data", "fetch", "--pool", p, "--cache", cache]);
-    let build_at = |size: &str| {
-        let o = root.join(format!("o{size}"));
-        run_ok(&[
+    // One seed, 8/4/4 clips as Y4M, into OUT/<name>, with `extra` flags.
+    let build = |name: &str, extra: &[&str]| {
+        let o = root.join(name);
+        let args = [
             "data",
             "build",
             "--seed",
@@ -750,12 +751,14 @@ fn frame_size_scales_the_scene_geometry_and_the_frames() {
             p,
             "--frames",
             "y4m",
-            "--frame-size",
-            size,
-        ]);
+        ];
+        run_ok(&[&args[..], extra].concat());
         o
     };
-    let (small, large) = (build_at("112"), build_at("224"));
+    let (small, large) = (
+        build("o112", &["--frame-size", "112"]),
+        build("o224", &["--frame-size", "224"]),
+    );
     let (a, b) = (lines(&small), lines(&large));
     assert_eq!(a.len(), 16);
     let mut objects = 0;
@@ -797,29 +800,7 @@ fn frame_size_scales_the_scene_geometry_and_the_frames() {
 
     // --styles 1: every training picture restyled (recorded), validation and test as drawn;
     // the scenes and sounds are the same draws.
-    let o = root.join("styled");
-    run_ok(&[
-        "data",
-        "build",
-        "--seed",
-        "3",
-        "--out",
-        o.to_str().unwrap(),
-        "--train",
-        "8",
-        "--val",
-        "4",
-        "--test",
-        "4",
-        "--cache",
-        cache,
-        "--pool",
-        p,
-        "--frames",
-        "y4m",
-        "--styles",
-        "1",
-    ]);
+    let o = build("styled", &["--styles", "1"]);
     let mut styled = 0;
     for (x, y) in a.iter().zip(&lines(&o)) {
         assert_eq!(x["label"], y["label"]);
