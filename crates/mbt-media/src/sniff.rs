@@ -59,6 +59,39 @@ pub(crate) fn wav_fmt(b: &[u8]) -> Option<WavFmt> {
     None
 }
 
+/// A copy of a RIFF/WAVE file whose `data` chunk ends in a partial sample frame (a length
+/// that is not a multiple of the `fmt ` chunk's block align: old game sounds such as Scratch's
+/// `Rooster.wav` have 34,221 bytes of 16-bit mono), with that length cut down to whole frames;
+/// None when the file is not such a file. hound refuses the file outright ("data chunk length
+/// is not a multiple of sample size"); sox, ffmpeg and symphonia drop the partial frame, and so
+/// does this reader.
+pub(crate) fn trim_partial_frame(b: &[u8]) -> Option<Vec<u8>> {
+    if b.get(0..4)? != b"RIFF" || b.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let mut align = None;
+    let mut i = 12usize;
+    while let Some(head) = b.get(i..i + 8) {
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        let body = i + 8;
+        if &head[..4] == b"fmt " {
+            let f = b.get(body..body.checked_add(len)?)?;
+            align = Some(u16::from_le_bytes([*f.get(12)?, *f.get(13)?]) as usize);
+        } else if &head[..4] == b"data" {
+            let align = align.filter(|&a| a > 0)?;
+            let whole = len - len % align;
+            if whole == len {
+                return None;
+            }
+            let mut out = b.to_vec();
+            out[i + 4..i + 8].copy_from_slice(&(whole as u32).to_le_bytes());
+            return Some(out);
+        }
+        i = body.checked_add(len)?.checked_add(len & 1)?;
+    }
+    None
+}
+
 /// The name of a WAV format tag (the registered `WAVE_FORMAT_*` values people meet).
 pub(crate) fn wav_tag_name(tag: u16) -> &'static str {
     match tag {

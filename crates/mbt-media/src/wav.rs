@@ -110,6 +110,10 @@ pub fn read_bytes(bytes: &[u8], name: &Path) -> Result<Audio, MediaError> {
             )));
         }
     }
+    // A data chunk ending in a partial sample frame: drop the partial frame, as sox and
+    // ffmpeg do, rather than refuse the whole file.
+    let trimmed = sniff::trim_partial_frame(bytes);
+    let bytes = trimmed.as_deref().unwrap_or(bytes);
     let reader = hound::WavReader::new(std::io::Cursor::new(bytes))
         .map_err(|e| MediaError::format(name, format!("not a readable WAV file: {e}")))?;
     decode(reader, name)
@@ -268,5 +272,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/x.wav"), "{e}");
+    }
+    /// A 16-bit file whose data chunk ends in half a sample (Scratch's `Rooster.wav`, 34,221
+    /// data bytes, is one in the pool): the whole samples are read, the odd byte dropped, as
+    /// sox and ffmpeg do. Before, the data build stopped at the first such file.
+    #[test]
+    fn a_partial_last_sample_frame_is_dropped() {
+        // RIFF header by hand: PCM, 2 channels, 16 kHz, 16-bit (block align 4), then a data
+        // chunk of 7 bytes: one whole frame (16384, -16384) and 3 bytes of a second.
+        let mut b = Vec::new();
+        b.extend_from_slice(b"RIFF");
+        b.extend_from_slice(&(4u32 + 24 + 8 + 8).to_le_bytes());
+        b.extend_from_slice(b"WAVEfmt ");
+        b.extend_from_slice(&16u32.to_le_bytes());
+        for v in [1u16, 2] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&16_000u32.to_le_bytes());
+        b.extend_from_slice(&64_000u32.to_le_bytes());
+        for v in [4u16, 16] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&7u32.to_le_bytes());
+        for v in [16384i16, -16384, 100] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.push(0x7f);
+        b.push(0); // the pad byte of an odd-length chunk
+        let a = read_bytes(&b, Path::new("rooster.wav")).unwrap();
+        assert_eq!((a.channels, a.frames()), (2, 1));
+        assert_eq!(a.samples, vec![0.5, -0.5]);
+        // The sound reader (data build, import) takes it the same way.
+        let a = crate::audio::decode(b, Path::new("rooster.wav")).unwrap();
+        assert_eq!(a.samples, vec![0.5, -0.5]);
     }
 }
