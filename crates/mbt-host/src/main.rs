@@ -9,6 +9,7 @@ mod cli;
 mod data;
 mod events;
 mod model;
+mod probe;
 mod timeline;
 mod tokenize;
 mod train;
@@ -22,6 +23,7 @@ use cli::{Cli, Command};
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Tokenize(cmd) => tokenize::run(cmd),
+        Command::Data(data::DataCmd::Probe(args)) => probe::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Train(a) => train::run(train::TrainArgs {
             config: a.config,

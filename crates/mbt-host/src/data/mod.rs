@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod import;
 pub mod inventory;
 pub mod pool;
+pub mod probe_args;
 pub mod render;
 pub mod rng;
 pub mod sources;
@@ -92,6 +93,10 @@ pub enum DataCmd {
     /// Import your own material (videos with sound, mbtd evidence folders, sounds, pictures) as a
     /// data set `mbt train` reads, labelled by CSV (file,label[,start,end]) or label folders
     Import(import::ImportArgs),
+    /// What the trunks recognise in a built data set before training: logistic-regression
+    /// probes of "kind k heard" / "kind k seen" per kind, by object size, and the intersection
+    /// rule, fitted on train and scored on validation
+    Probe(probe_args::ProbeArgs),
     /// Monte-Carlo ceilings of perfect audio-only, video-only and joint classifiers
     Ceiling {
         /// Scenes to fit and (as many again) to score
@@ -224,6 +229,8 @@ pub fn run(cmd: DataCmd) -> Result<()> {
             );
             Ok(())
         }
+        // Needs the trunks and the feature cache: `main` hands it to `crate::probe`.
+        DataCmd::Probe(_) => anyhow::bail!("mbt data probe is run by the probe module"),
         DataCmd::Ceiling { samples, seed, out } => {
             anyhow::ensure!(samples > 0, "--samples must be positive");
             let c = ceiling::estimate(samples, seed);

@@ -79,6 +79,11 @@ impl Kind {
             Kind::Other => "other",
         }
     }
+
+    /// The kind of a manifest's `kind` field ([`Kind::name`]).
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
 }
 
 /// A data-set split.
@@ -355,8 +360,11 @@ impl Pool {
                 bail!("{what}: expected a relative path inside the package, without `..`");
             }
             s.splits()?;
-            if s.role != Role::Sound && s.glob.is_some() {
-                bail!("{what}: `glob` is only supported for sounds");
+            // A glob of pictures: every matching file a picture of the source's kind and set
+            // (a folder of photos needs one entry, not one per file). Icons are picked by name
+            // from one JSON file, so a glob of icon sets would repeat the names.
+            if s.icons.is_some() && s.glob.is_some() {
+                bail!("{what}: `icons` takes one iconify JSON `path`, not a `glob`");
             }
             if s.role == Role::Background && s.kind != Kind::Other {
                 bail!("{what}: a background has kind \"other\"");
@@ -506,6 +514,22 @@ mod tests {
             "path = \"icons.json\"\nrole = \"object\"\nkind = \"dog\"\nsplit = \"train\"",
         ));
         assert!(e.contains("iconify JSON with `icons`"), "{e}");
+        let e = err(&with_source(
+            "glob = \"icons/*.json\"\nicons = [\"dog\"]\nrole = \"object\"\nkind = \"dog\"\nsplit = \"train\"",
+        ));
+        assert!(e.contains("`icons`") && e.contains("`glob`"), "{e}");
+    }
+
+    #[test]
+    fn pictures_and_backgrounds_take_a_glob() {
+        for role in ["object", "background"] {
+            let kind = if role == "object" { "dog" } else { "other" };
+            let text = with_source(&format!(
+                "glob = \"photos/*.jpg\"\nlimit = 40\nrole = \"{role}\"\nkind = \"{kind}\"\nsplit = \"train\""
+            ));
+            let pool = Pool::parse(&text, Path::new("m.toml")).unwrap();
+            assert_eq!(pool.sources[0].glob.as_deref(), Some("photos/*.jpg"));
+        }
     }
 
     #[test]
