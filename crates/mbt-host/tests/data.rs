@@ -613,6 +613,75 @@ fn a_local_directory_pool_is_counted_and_builds_its_own_classes() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// A folder of photos is one `[[source]]` with a `glob`, as for sounds: every match (up to
+/// `limit`, in name order) is a picture of the entry's kind and set, and the scenes draw them.
+#[test]
+fn a_glob_of_pictures_adds_every_matching_file() {
+    let root = tmp("globpics");
+    let pool = local_pool(&root);
+    for (i, name) in ["a.png", "b.png", "c.png", "notes.txt"].iter().enumerate() {
+        let path = root.join("mine/dog/album").join(name);
+        if name.ends_with(".png") {
+            common::write_png(
+                &path,
+                20 + 4 * i as u32,
+                30,
+                [200, 40 * i as u8, 0, 255],
+                false,
+            );
+        } else {
+            std::fs::write(&path, "not a picture").unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(&pool).unwrap()
+        + "[[source]]\npackage = \"mine\"\nglob = \"dog/album/*.png\"\nlimit = 2\nrole = \"object\"\nkind = \"dog\"\nsplit = \"train\"\nset = \"album\"\n";
+    std::fs::write(&pool, text).unwrap();
+    let (p, cache) = (pool.to_str().unwrap(), root.join("cache"));
+    let cache = cache.to_str().unwrap();
+    let out = run_ok(&["data", "pool", "--pool", p, "--cache", cache, "--json"]);
+    let inv: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Before: 2 pictures in 2 sets (a_local_directory_pool...); the glob adds a.png and b.png
+    // (limit 2; c.png is the third match, notes.txt no match) in one more set.
+    let cell = &inv["cells"]["dog"]["train"];
+    assert_eq!(
+        (cell["pictures"].as_u64(), cell["sets"].as_u64()),
+        (Some(4), Some(3))
+    );
+    let o = root.join("o");
+    run_ok(&[
+        "data",
+        "build",
+        "--seed",
+        "3",
+        "--out",
+        o.to_str().unwrap(),
+        "--train",
+        "40",
+        "--val",
+        "4",
+        "--test",
+        "4",
+        "--cache",
+        cache,
+        "--pool",
+        p,
+    ]);
+    let drawn: BTreeSet<String> = lines(&o)
+        .iter()
+        .flat_map(|c| c["params"]["video"]["objects"].as_array().unwrap().clone())
+        .filter_map(|o| o["source"].as_str().map(str::to_string))
+        .filter(|s| s.contains("album/"))
+        .collect();
+    assert!(
+        !drawn.is_empty()
+            && drawn
+                .iter()
+                .all(|s| s.ends_with("a.png") || s.ends_with("b.png")),
+        "{drawn:?}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 /// Adds one `[[source]]` of package `mine` (`fields`) to `pool`, runs `mbt data pool` on it and
 /// returns its error output, after checking that it exited with status 1.
 fn pool_refusal(root: &Path, pool: &Path, fields: &str) -> String {

@@ -869,3 +869,63 @@ fn sounds_and_pictures_are_mixed_into_rendered_scenes() {
     assert!(e.contains("no pictures"), "{e}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `--frame-size 224` (data v3's size): video windows and rendered scenes come out at 224 px,
+/// as ffprobe reads the written Motion JPEG, and the summary says so; a rendered object is
+/// drawn at the 224-px geometry (twice the 112-px minimum height of 6 px at least); a size
+/// that is not a multiple of 16 is refused naming the flag.
+#[test]
+fn frame_size_sets_the_size_of_windows_and_rendered_scenes() {
+    let root = tmp("import-size");
+    let pool = fixture(&root);
+    let inp = root.join("in");
+    video(&inp.join("dog_barking/a.mp4"), "red", 440, 3.0, MP4);
+    image::RgbImage::from_pixel(60, 80, image::Rgb([0, 255, 0]))
+        .save(inp.join("dog_barking/rex.png"))
+        .unwrap();
+    let out = root.join("out");
+    let o = import(&[
+        arg(&inp),
+        "--out",
+        arg(&out),
+        "--frame-size",
+        "224",
+        "--renders",
+        "2",
+        "--pool",
+        arg(&pool),
+        "--cache",
+        arg(&root.join("cache")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = manifest(&out);
+    // 3 s at hop 1: 2 windows; the picture: 2 renders.
+    assert_eq!(m.len(), 4);
+    for e in &m {
+        let (w, h, f) = frames(&out.join(e["video"].as_str().unwrap()));
+        assert_eq!((w, h, f.len()), (224, 224, 16), "{}", e["id"]);
+        assert_eq!(
+            (e["width"].as_u64(), e["height"].as_u64()),
+            (Some(224), Some(224))
+        );
+        for o in e["params"]["video"]["objects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert!(o["height_px"].as_f64().unwrap() >= 12.0, "{o}");
+        }
+    }
+    let s = summary(&out);
+    assert_eq!(s["clip"]["width"], 224);
+    let o = import(&[
+        arg(&inp),
+        "--out",
+        arg(&root.join("bad")),
+        "--frame-size",
+        "100",
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("--frame-size 100"), "{e}");
+}

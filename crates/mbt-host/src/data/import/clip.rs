@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::build::{hex, wav_bytes, JPEG_QUALITY};
 use super::super::pool::Split;
-use super::super::render::{FPS, FRAMES, RATE, SIZE};
+use super::super::render::{FPS, FRAMES, RATE};
 
 pub(super) fn file_sha256(path: &Path) -> Result<String> {
     let mut f =
@@ -27,6 +27,8 @@ pub(super) struct Writer<'a> {
     pub(super) out: &'a Path,
     pub(super) labels: &'a [String],
     pub(super) seed: u64,
+    /// Square frame size of every clip.
+    pub(super) frame_size: usize,
 }
 
 impl Writer<'_> {
@@ -59,7 +61,7 @@ impl Writer<'_> {
             "video": vr,
             "audio_sha256": hex(&wav),
             "video_sha256": hex(&video),
-            "sample_rate": RATE, "fps": FPS, "frames": FRAMES, "width": SIZE, "height": SIZE,
+            "sample_rate": RATE, "fps": FPS, "frames": FRAMES, "width": self.frame_size, "height": self.frame_size,
             "seed": self.seed,
         });
         if let Some(m) = line.as_object_mut() {

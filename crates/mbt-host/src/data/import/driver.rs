@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use serde_json::{json, Value};
 
 use super::super::pool::Split;
-use super::super::render::{FPS, FRAMES, RATE, SECONDS, SIZE};
+use super::super::render::{self, FPS, FRAMES, RATE, SECONDS, SIZE};
 use super::clip::{file_sha256, Imported, Writer};
 use super::evidence::import_evidence;
 use super::inputs::{self, Item, Material};
@@ -23,23 +23,27 @@ use super::split::assign_splits;
 use super::video::import_video;
 use super::{ffmpeg, mix, ImportArgs, SilentVideos};
 
-fn allowed(args: &ImportArgs) -> Result<Allowed> {
+/// The labels the import allows, and the frame size of the `--model` (its tokenizer's) if
+/// one is given.
+fn allowed(args: &ImportArgs) -> Result<(Allowed, Option<usize>)> {
     let added = args
         .add_labels
         .as_deref()
         .map(labels::parse_list)
         .unwrap_or_default();
+    let mut model_size = None;
     let known = match (&args.labels, &args.model) {
         (Some(_), Some(_)) => bail!("give --labels or --model, not both"),
         (Some(l), None) => Some((labels::parse_list(l), "--labels".to_string())),
         (None, Some(m)) => {
             let bytes = std::fs::read(m).with_context(|| format!("cannot read {}", m.display()))?;
             let meta = mbt_infer::read_metadata(&bytes, &m.display().to_string())?;
+            model_size = Some(meta.tokenizer.video.height);
             Some((meta.labels, format!("the model {}", m.display())))
         }
         (None, None) => None,
     };
-    Allowed::new(known, added)
+    Ok((Allowed::new(known, added)?, model_size))
 }
 
 /// Refuses a non-empty output directory, or (with `--force`) removes the data set files in it.
@@ -98,7 +102,16 @@ pub(super) fn import(args: &ImportArgs) -> Result<Value> {
     if occupied && !args.force {
         prepare_out(&args.out, false)?; // the error naming the directory, before any work
     }
-    let allowed = allowed(args)?;
+    let (allowed, model_size) = allowed(args)?;
+    // The clips at the size the model's tokenizer reads (a frame shrunk from 224 px to 112
+    // loses what the model was trained to see).
+    let frame_size = match (args.frame_size, model_size) {
+        (Some(n), _) => render::check_frame_size(n)?,
+        (None, Some(n)) => {
+            render::check_frame_size(n).context("the --model's tokenizer frame size")?
+        }
+        (None, None) => SIZE,
+    };
     if let Some(bg) = &args.background_label {
         allowed
             .check(bg)
@@ -175,6 +188,7 @@ pub(super) fn import(args: &ImportArgs) -> Result<Value> {
         out: &args.out,
         labels: &label_list,
         seed: args.seed,
+        frame_size,
     };
     let shas: Vec<String> = items
         .par_iter()
@@ -246,26 +260,37 @@ pub(super) fn import(args: &ImportArgs) -> Result<Value> {
         let pool = super::super::pool::Pool::load(&pool_file).with_context(context)?;
         let mut sources =
             super::super::sources::Sources::load(&pool, &cache).with_context(context)?;
-        let lines = mix::render_all(&mut sources, &anchors, args.renders, args.seed, |m| {
-            let a = m.anchor;
-            let id = format!("{}-{:04}-{:04}", a.split.name(), a.item, m.index);
-            let mut extra = serde_json::Map::new();
-            extra.insert(
-                "source".into(),
-                json!({"file": a.name, "material": items[a.item].material.name(),
+        let look = render::Look {
+            frame_size,
+            styles: 0.0,
+        };
+        let lines = mix::render_all(
+            &mut sources,
+            &anchors,
+            args.renders,
+            args.seed,
+            &look,
+            |m| {
+                let a = m.anchor;
+                let id = format!("{}-{:04}-{:04}", a.split.name(), a.item, m.index);
+                let mut extra = serde_json::Map::new();
+                extra.insert(
+                    "source".into(),
+                    json!({"file": a.name, "material": items[a.item].material.name(),
                        "sha256": shas[a.item], "render": m.index,
                        "role": match a.media { mix::Media::Sound(_) => "sound", _ => "picture" }}),
-            );
-            extra.insert("params".into(), m.rendered.params.clone());
-            writer.write(
-                a.split,
-                &id,
-                &a.label,
-                &m.rendered.audio,
-                &m.rendered.frames,
-                extra,
-            )
-        })?;
+                );
+                extra.insert("params".into(), m.rendered.params.clone());
+                writer.write(
+                    a.split,
+                    &id,
+                    &a.label,
+                    &m.rendered.audio,
+                    &m.rendered.frames,
+                    extra,
+                )
+            },
+        )?;
         for (a, l) in anchors.iter().zip(lines) {
             mixed.insert(a.item, l);
         }
@@ -350,7 +375,7 @@ pub(super) fn import(args: &ImportArgs) -> Result<Value> {
         "seed": args.seed,
         "labels": label_list,
         "counts": counts,
-        "clip": {"seconds": SECONDS, "sample_rate": RATE, "fps": FPS, "frames": FRAMES, "width": SIZE, "height": SIZE, "video_format": "mjpeg"},
+        "clip": {"seconds": SECONDS, "sample_rate": RATE, "fps": FPS, "frames": FRAMES, "width": frame_size, "height": frame_size, "video_format": "mjpeg"},
         "hop_s": args.hop,
         "background_label": args.background_label,
         "val_fraction": fv,

@@ -10,7 +10,7 @@ use mbt_media::RgbFrame;
 use serde_json::json;
 
 use super::super::pool::Split;
-use super::super::render::{FRAMES, RATE, SAMPLES, SIZE};
+use super::super::render::{FRAMES, RATE, SAMPLES};
 use super::clip::{file_sha256, Imported, Writer};
 use super::ffmpeg;
 use super::inputs::Item;
@@ -42,7 +42,7 @@ pub(super) fn import_evidence(
             json_path.display()
         )
     })?;
-    let frame = evidence_frame(jpg)?;
+    let frame = evidence_frame(jpg, w.frame_size)?;
     // The daemon's own WAV at a rate the tokenizer's resampler takes; ffmpeg for anything else.
     let mut audio = match mbt_media::audio::read_mono(wav, RATE) {
         Ok(a) => a,
@@ -78,14 +78,14 @@ pub(super) fn import_evidence(
 /// tokenizer's own resize-and-centre-crop (the daemon's JPEG, the daemon's resize), falling
 /// back to ffmpeg for a picture the in-process decoder refuses. In process because three
 /// ffmpeg runs per event made 100 events take 27 s.
-fn evidence_frame(jpg: &Path) -> Result<RgbFrame> {
+fn evidence_frame(jpg: &Path, size: usize) -> Result<RgbFrame> {
     let Ok(f) = mbt_media::frames::read_image(jpg) else {
-        return ffmpeg::still_frame(jpg, SIZE);
+        return ffmpeg::still_frame(jpg, size);
     };
     if f.width == 0 || f.height == 0 {
         bail!("{}: the key frame is empty (0 pixels)", jpg.display());
     }
-    let plan = mbt_core::video::resize::ResizeCrop::plan(f.width, f.height, SIZE, SIZE, SIZE);
+    let plan = mbt_core::video::resize::ResizeCrop::plan(f.width, f.height, size, size, size);
     let img = plan.apply(&f.as_frame());
     Ok(RgbFrame {
         width: img.width,

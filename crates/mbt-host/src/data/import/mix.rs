@@ -127,6 +127,7 @@ pub fn render_all<F>(
     anchors: &[Anchor],
     renders: usize,
     seed: u64,
+    look: &render::Look,
     emit: F,
 ) -> Result<Vec<Vec<String>>>
 where
@@ -248,9 +249,8 @@ where
                     "internal error: {}: a rendered scene does not show its label",
                     a.name
                 );
-                let mut rendered =
-                    render::render(&mut rng, &scene, shared, a.split, &render::Look::default())
-                        .with_context(|| format!("{}: rendering scenes around it", a.name))?;
+                let mut rendered = render::render(&mut rng, &scene, shared, a.split, look)
+                    .with_context(|| format!("{}: rendering scenes around it", a.name))?;
                 if Class::ALL.iter().all(|c| c.name() != a.label) {
                     rename_slot(&mut rendered.params, slot, &a.label);
                 }

@@ -89,6 +89,10 @@ pub struct ImportArgs {
     /// Rendered clips per sound-only or picture-only file
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub renders: usize,
+    /// Square frame size of the clips, in pixels [default: the --model's tokenizer size,
+    /// else 112]: a data set for a model trained on data v3 needs 224
+    #[arg(long, value_name = "PX")]
+    pub frame_size: Option<usize>,
     /// A video without an audio track: refuse it, or use stills of it as pictures
     #[arg(long, value_enum, default_value = "refuse")]
     pub silent_videos: SilentVideos,

@@ -9,7 +9,7 @@ use mbt_media::RgbFrame;
 use serde_json::{json, Value};
 
 use super::super::pool::Split;
-use super::super::render::{FPS, FRAMES, RATE, SAMPLES, SECONDS, SIZE};
+use super::super::render::{FPS, FRAMES, RATE, SAMPLES, SECONDS};
 use super::clip::{Imported, Writer};
 use super::ffmpeg;
 use super::inputs::Item;
@@ -42,7 +42,7 @@ pub(super) fn import_video(
     container_s: Option<f64>,
 ) -> Result<Imported> {
     let audio = ffmpeg::audio(&item.path, RATE)?;
-    let frames = ffmpeg::frames(&item.path, FPS, SIZE)?;
+    let frames = ffmpeg::frames(&item.path, FPS, w.frame_size)?;
     let dur = (audio.len() as f64 / RATE as f64).min(frames.len() as f64 / FPS as f64);
     if let Some(full) = container_s {
         if full > 3.0 && dur < 0.9 * full - 0.5 {
