@@ -132,11 +132,33 @@ pub fn extract(
     })
 }
 
+/// How a [`Part`] is planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartOptions {
+    /// The batch `N` fixed before optimisation (the plan then runs exactly that many rows), or
+    /// `None` for a plan that runs any number.
+    pub batch: Option<usize>,
+    /// Whether our depthwise convolution (`ops::depthwise`) replaces tract's in the plan.
+    pub depthwise: bool,
+}
+
+impl Default for PartOptions {
+    /// A symbolic batch; the depthwise convolution as [`crate::ops::depthwise::enabled`] says
+    /// (ours, unless `MBT_DEPTHWISE=tract`).
+    fn default() -> Self {
+        PartOptions {
+            batch: None,
+            depthwise: crate::ops::depthwise::enabled(),
+        }
+    }
+}
+
 /// One optimised graph with a symbolic batch: a trunk part (`[N, dim]` rows in, `[N, cells,
 /// channels]` out) or the fusion part (two token inputs, three logit outputs).
 pub struct Part {
     plan: Box<dyn Runnable>,
     name: String,
+    depthwise: usize,
 }
 
 impl Part {
@@ -152,6 +174,24 @@ impl Part {
         bytes: &[u8],
         name: &str,
         batch: Option<usize>,
+    ) -> Result<Self, InferError> {
+        Self::from_bytes_with(
+            bytes,
+            name,
+            PartOptions {
+                batch,
+                ..PartOptions::default()
+            },
+        )
+    }
+
+    /// Like [`Part::from_bytes`], with the batch and the depthwise convolution chosen
+    /// ([`PartOptions`]). Our depthwise convolution (`ops::depthwise`) replaces tract's on the
+    /// decluttered graph, after the batch is fixed and before tract optimises it.
+    pub fn from_bytes_with(
+        bytes: &[u8],
+        name: &str,
+        PartOptions { batch, depthwise }: PartOptions,
     ) -> Result<Self, InferError> {
         let bad = |e: TractError| InferError::NotOnnx {
             path: name.into(),
@@ -170,6 +210,14 @@ impl Part {
             }
             None => typed,
         };
+        let mut typed = typed;
+        let depthwise = if depthwise {
+            crate::ops::depthwise::rewrite(&mut typed)
+                .map_err(bad)?
+                .replaced
+        } else {
+            0
+        };
         let rt = tract_onnx::tract_core::runtime::runtime_for_name("cpu")
             .map_err(bad)?
             .ok_or_else(|| InferError::Runtime {
@@ -180,7 +228,14 @@ impl Part {
         Ok(Part {
             plan,
             name: name.into(),
+            depthwise,
         })
+    }
+
+    /// How many depthwise convolutions of this plan run as our operator
+    /// (`ops::depthwise::MbtDepthwiseConv`) rather than tract's.
+    pub fn depthwise_replaced(&self) -> usize {
+        self.depthwise
     }
 
     /// Runs on row-major inputs, each `(data, shape)`; returns each output's values.
@@ -261,6 +316,19 @@ impl Split {
         video_dim: usize,
         audio_dim: usize,
     ) -> Result<Self, InferError> {
+        Self::from_bytes_with(bytes, name, video_dim, audio_dim, PartOptions::default())
+    }
+
+    /// Like [`Split::from_bytes`], with the trunk parts planned as `trunks` says (the batch,
+    /// the depthwise convolution); the fusion part keeps a symbolic batch and gets the same
+    /// depthwise setting.
+    pub fn from_bytes_with(
+        bytes: &[u8],
+        name: &str,
+        video_dim: usize,
+        audio_dim: usize,
+        trunks: PartOptions,
+    ) -> Result<Self, InferError> {
         let proto = ModelProto::decode(bytes).map_err(|e| InferError::NotOnnx {
             path: name.into(),
             reason: e.to_string(),
@@ -279,23 +347,28 @@ impl Split {
                     "no `{AUDIO_TOKENS}` reshape: not a model with trunks composed by `mbt export`"
                 ),
             })?;
-        let cut = |inputs: &[(&str, Vec<Option<usize>>)], outputs: &[&str], what: &str| {
+        let cut = |inputs: &[(&str, Vec<Option<usize>>)],
+                   outputs: &[&str],
+                   what: &str,
+                   opts: PartOptions| {
             let m = extract(&proto, inputs, outputs).map_err(|reason| InferError::Inconsistent {
                 path: name.into(),
                 reason: format!("cannot cut out the {what}: {reason} (is this a model with trunks, composed by `mbt export`?)"),
             })?;
-            Part::from_bytes(&m.encode_to_vec(), &format!("{name} ({what})"))
+            Part::from_bytes_with(&m.encode_to_vec(), &format!("{name} ({what})"), opts)
         };
         Ok(Split {
             audio: cut(
                 &[("audio", vec![None, Some(audio_dim)])],
                 &[AUDIO_CELLS],
                 "audio trunk part",
+                trunks,
             )?,
             video: cut(
                 &[("video", vec![None, Some(video_dim)])],
                 &[VIDEO_CELLS],
                 "video trunk part",
+                trunks,
             )?,
             fusion: cut(
                 &[
@@ -310,6 +383,10 @@ impl Split {
                 ],
                 &OUTPUTS,
                 "fusion part",
+                PartOptions {
+                    batch: None,
+                    ..trunks
+                },
             )?,
             video_tokens,
             audio_tokens,
@@ -443,6 +520,11 @@ pub struct Streaming {
 impl Streaming {
     /// `video_rows` / `audio_rows`: rows per window (frames and patches), `*_dim` their
     /// lengths; the caches keep two windows' worth.
+    ///
+    /// The trunk parts run one row at a time, so their plans are made for a batch of exactly
+    /// one (tract then picks its convolution kernels for concrete shapes: 1.6x to 2.7x faster
+    /// per row than a symbolic-batch plan, BENCHMARKS.md), with our depthwise convolution
+    /// unless `MBT_DEPTHWISE=tract`.
     pub fn from_bytes(
         bytes: &[u8],
         name: &str,
@@ -450,7 +532,16 @@ impl Streaming {
         (audio_rows, audio_dim): (usize, usize),
     ) -> Result<Self, InferError> {
         Ok(Streaming {
-            split: Split::from_bytes(bytes, name, video_dim, audio_dim)?,
+            split: Split::from_bytes_with(
+                bytes,
+                name,
+                video_dim,
+                audio_dim,
+                PartOptions {
+                    batch: Some(1),
+                    ..PartOptions::default()
+                },
+            )?,
             video_dim,
             audio_dim,
             video_cache: RowCache {
