@@ -1,21 +1,17 @@
 //! One channel plane of a depthwise convolution, and the tap-sum kernels it is built on.
 //!
-//! A plane is cut in two: the **interior** columns, where every kernel tap lands inside the
-//! input row, and the few **border** columns a padded convolution has at each side. The border
-//! is summed tap by tap with bounds checks (scalar; for a 3 x 3 SAME convolution it is one
-//! column per side). The interior of each output row is one call of a *tap-sum* kernel:
-//! `out[i] = bias + sum_t taps[t] * src[offs[t] + i]`, every tap a contiguous run of the
-//! source. That form is what vectorises: the kernel keeps a block of outputs in registers,
-//! broadcasts each tap once per block and streams the inputs with plain loads.
+//! A *tap-sum* is `out[i] = bias + sum_t taps[t] * src[offs[t] + i]`, every tap a contiguous
+//! run of the source. That form is what vectorises: the kernel keeps a block of outputs in
+//! registers, broadcasts each tap once per block and streams the inputs with plain loads.
 //!
-//! A horizontal stride `s > 1` would break the contiguity (output `i` reads input column
-//! `s * i + kx`), so the plane's input is first split into `s` **phases** (phase `r` holds the
-//! columns `r, r + s, r + 2s, ...`); in phase coordinates every tap is contiguous again, and the
-//! same kernel runs. The split is one pass over the input, paid once per plane against the
-//! `kh * kw / s` reads each input value gets. Vertical stride only picks the rows.
-//!
-//! Rows of taps that fall in the top or bottom padding are skipped (zero padding adds nothing),
-//! so no padded copy of the input is ever made.
+//! [`plane`] makes a whole plane one tap-sum: the input is copied once into a zero-padded
+//! buffer split by the stride into phases (phase `(ry, rx)` holds the padded rows
+//! `ry, ry + sh, ...` and columns `rx, rx + sw, ...`), where every tap of every output is at a
+//! fixed offset from the output's own position; the outputs are computed `pw` (the phase
+//! width) to a row, the few extra columns per row dropped when the rows are copied out. So
+//! there is no scalar border code, and even the deep layers' 7 x 7 and 4 x 4 planes run in
+//! the vector kernel's widest block. The copies are one pass over the input and one over the
+//! output, against `kh * kw` multiply-adds per output.
 //!
 //! The summation order is the bias, then the taps row by row: the order of tract's own
 //! operator. The vector kernels use fused multiply-add where the CPU has it, so results differ
@@ -35,32 +31,6 @@ pub struct Geometry {
     pub pad_left: usize,
     pub oh: usize,
     pub ow: usize,
-}
-
-impl Geometry {
-    /// The output columns `[lo, hi)` whose every tap is inside the input row.
-    pub fn interior_columns(&self) -> (usize, usize) {
-        let lo = self.pad_left.div_ceil(self.sw).min(self.ow);
-        if self.w + self.pad_left < self.kw {
-            return (lo, lo);
-        }
-        let hi = ((self.w + self.pad_left - self.kw) / self.sw + 1).min(self.ow);
-        (lo, hi.max(lo))
-    }
-
-    /// Columns of one phase when the input is split by the horizontal stride.
-    fn phase_width(&self) -> usize {
-        self.w.div_ceil(self.sw)
-    }
-
-    /// Scratch floats [`plane`] needs: the phase split when the horizontal stride is above 1.
-    pub fn scratch_len(&self) -> usize {
-        if self.sw > 1 {
-            self.sw * self.h * self.phase_width()
-        } else {
-            0
-        }
-    }
 }
 
 /// Which tap-sum kernel runs: picked once per process from what the CPU has.
@@ -144,94 +114,97 @@ fn tap_sum_portable(src: &[f32], offs: &[usize], taps: &[f32], bias: f32, out: &
 #[derive(Debug, Default)]
 pub struct Scratch {
     phases: Vec<f32>,
+    flat: Vec<f32>,
     offs: Vec<usize>,
     taps: Vec<f32>,
 }
 
 /// One output plane: `input` is the `h x w` plane, `kernel` the `kh x kw` taps, `out` the
-/// `oh x ow` result.
+/// `oh x ow` result; `clamp` `(lo, hi)`, when given, bounds every output (a ReLU / ReLU6 the
+/// rewrite fused).
+///
+/// The input is copied once, zero-padded and split into `sh x sw` phases (phase `(ry, rx)`
+/// holds the padded rows `ry, ry + sh, ...` and columns `rx, rx + sw, ...`, every phase
+/// `ph x pw`). In phase coordinates output `(oy, ox)` reads tap `(ky, kx)` at row
+/// `oy + ky / sh`, column `ox + kx / sw` of phase `(ky % sh, kx % sw)`: with the outputs laid
+/// out `pw` to a row, every tap is one contiguous run over the whole plane, so the plane is
+/// **one** tap-sum call (the long runs keep the vector kernel in its 32-wide, four-accumulator
+/// block; the deep layers' 7- and 4-column rows would otherwise each be a short, latency-bound
+/// call with a scalar border). The `pw - ow` extra columns of each row are computed and
+/// dropped when the rows are copied out (and clamped) into `out`.
+#[allow(clippy::too_many_arguments)]
 pub fn plane(
     isa: Isa,
     g: &Geometry,
     input: &[f32],
     kernel: &[f32],
     bias: f32,
+    clamp: Option<(f32, f32)>,
     out: &mut [f32],
     scratch: &mut Scratch,
 ) {
     debug_assert_eq!(input.len(), g.h * g.w);
     debug_assert_eq!(kernel.len(), g.kh * g.kw);
     debug_assert_eq!(out.len(), g.oh * g.ow);
-    let (lo, hi) = g.interior_columns();
-    let pw = g.phase_width();
-    let src: &[f32] = if g.sw > 1 {
-        split_phases(g, input, &mut scratch.phases);
-        &scratch.phases
-    } else {
-        input
-    };
-    for oy in 0..g.oh {
-        let row = &mut out[oy * g.ow..(oy + 1) * g.ow];
-        // Kernel rows that land inside the input for this output row.
-        let top = (oy * g.sh) as isize - g.pad_top as isize;
-        let ky0 = (-top).max(0) as usize;
-        let ky1 = ((g.h as isize - top).max(0) as usize).min(g.kh);
-        if hi > lo {
-            scratch.offs.clear();
-            scratch.taps.clear();
-            for ky in ky0..ky1 {
-                let iy = (top + ky as isize) as usize;
-                for kx in 0..g.kw {
-                    let d = kx as isize - g.pad_left as isize;
-                    let off = if g.sw > 1 {
-                        let (q, r) = (d.div_euclid(g.sw as isize), d.rem_euclid(g.sw as isize));
-                        (r as usize * g.h + iy) * pw + (lo as isize + q) as usize
-                    } else {
-                        iy * g.w + (lo as isize + d) as usize
-                    };
-                    scratch.offs.push(off);
-                    scratch.taps.push(kernel[ky * g.kw + kx]);
-                }
-            }
-            tap_sum(
-                isa,
-                src,
-                &scratch.offs,
-                &scratch.taps,
-                bias,
-                &mut row[lo..hi],
-            );
-        }
-        for ox in (0..lo).chain(hi..g.ow) {
-            let left = (ox * g.sw) as isize - g.pad_left as isize;
-            let mut acc = bias;
-            for ky in ky0..ky1 {
-                let iy = (top + ky as isize) as usize;
-                for kx in 0..g.kw {
-                    let ix = left + kx as isize;
-                    if ix >= 0 && (ix as usize) < g.w {
-                        acc += kernel[ky * g.kw + kx] * input[iy * g.w + ix as usize];
-                    }
-                }
-            }
-            row[ox] = acc;
+    if g.oh == 0 || g.ow == 0 {
+        return;
+    }
+    let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+    // Padded size: the input after its top/left padding, grown to what the last output reads
+    // (the bottom/right padding), never cut.
+    let hp = (g.h + g.pad_top).max((g.oh - 1) * sh + g.kh);
+    let wp = (g.w + g.pad_left).max((g.ow - 1) * sw + g.kw);
+    let (ph, pw) = (hp.div_ceil(sh), wp.div_ceil(sw));
+    let phase_len = ph * pw;
+    // One spare row: the last taps' runs pass the end of the last phase by under `pw`.
+    let len = sh * sw * phase_len + pw;
+    scratch.phases.clear();
+    scratch.phases.resize(len, 0.0);
+    for y in 0..g.h {
+        let py = y + g.pad_top;
+        let (ry, qy) = (py % sh, py / sh);
+        let row = &input[y * g.w..(y + 1) * g.w];
+        for (x, &v) in row.iter().enumerate() {
+            let px = x + g.pad_left;
+            let (rx, qx) = (px % sw, px / sw);
+            scratch.phases[(ry * sw + rx) * phase_len + qy * pw + qx] = v;
         }
     }
-}
-
-/// Splits the plane's columns by the horizontal stride: phase `r`, row `y`, column `j` holds
-/// input `(y, j * sw + r)` (zero past the row's end, never read by the interior).
-fn split_phases(g: &Geometry, input: &[f32], phases: &mut Vec<f32>) {
-    let pw = g.phase_width();
-    phases.clear();
-    phases.resize(g.scratch_len(), 0.0);
-    for r in 0..g.sw {
-        for y in 0..g.h {
-            let dst = &mut phases[(r * g.h + y) * pw..(r * g.h + y + 1) * pw];
-            let row = &input[y * g.w..(y + 1) * g.w];
-            for (d, s) in dst.iter_mut().zip(row.iter().skip(r).step_by(g.sw)) {
-                *d = *s;
+    scratch.offs.clear();
+    scratch.taps.clear();
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            let phase = (ky % sh) * sw + kx % sw;
+            scratch
+                .offs
+                .push(phase * phase_len + (ky / sh) * pw + kx / sw);
+            scratch.taps.push(kernel[ky * g.kw + kx]);
+        }
+    }
+    let n = g.oh * pw;
+    scratch.flat.clear();
+    scratch.flat.resize(n, 0.0);
+    tap_sum(
+        isa,
+        &scratch.phases,
+        &scratch.offs,
+        &scratch.taps,
+        bias,
+        &mut scratch.flat,
+    );
+    for (row, src) in out
+        .chunks_exact_mut(g.ow)
+        .zip(scratch.flat.chunks_exact(pw))
+    {
+        let src = &src[..g.ow];
+        match clamp {
+            // `max` then `min`: the order of the `Max` and `Min` nodes it replaces.
+            Some((lo, hi)) => {
+                for (d, &v) in row.iter_mut().zip(src) {
+                    *d = v.max(lo).min(hi);
+                }
             }
+            None => row.copy_from_slice(src),
         }
     }
 }
@@ -310,14 +283,26 @@ mod tests {
                     let kernel = values(k * k, 2);
                     let want = naive(&g, &input, &kernel, 0.25);
                     for &isa in &isas {
-                        let mut got = vec![f32::NAN; oh * ow];
-                        plane(isa, &g, &input, &kernel, 0.25, &mut got, &mut scratch);
-                        let d = got
-                            .iter()
-                            .zip(&want)
-                            .map(|(a, b)| (a - b).abs())
-                            .fold(0.0, f32::max);
-                        assert!(d <= 1e-5, "{isa:?} {g:?}: {d}");
+                        for clamp in [None, Some((0.0, 0.5)), Some((-0.25, f32::INFINITY))] {
+                            let mut got = vec![f32::NAN; oh * ow];
+                            plane(
+                                isa,
+                                &g,
+                                &input,
+                                &kernel,
+                                0.25,
+                                clamp,
+                                &mut got,
+                                &mut scratch,
+                            );
+                            let (lo, hi) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+                            let d = got
+                                .iter()
+                                .zip(&want)
+                                .map(|(a, b)| (a - b.max(lo).min(hi)).abs())
+                                .fold(0.0, f32::max);
+                            assert!(d <= 1e-5, "{isa:?} {g:?} {clamp:?}: {d}");
+                        }
                     }
                 }
             }

@@ -9,7 +9,7 @@
 //! symbolic batch a depthwise convolution is planned through im2col and a matrix product.
 //!
 //! [`MbtDepthwiseConv`] (one operator, `op.rs`) computes a plane per channel with a tap-sum
-//! kernel (`kernel.rs`: stride 2 becomes stride 1 by splitting the input columns into phases)
+//! kernel (`kernel.rs`: the plane padded and split by the stride into phases, one call per plane)
 //! for x86_64 AVX2 + FMA (`x86.rs`, detected at run time), aarch64 NEON (`neon.rs`) and plain
 //! Rust elsewhere. It takes f32 `[N, C, H, W]` (or `[C, H, W]`: tract drops a batch axis
 //! fixed to 1), any kernel size, stride and zero padding, and
@@ -37,9 +37,19 @@
 //! dilated, filters or bias not constant) stays tract's, and each distinct reason is logged
 //! once per process (`tracing` warning): never a wrong result, and never silent.
 //!
-//! ReLU6 is not fused: tract already runs the `max`/`min` after a convolution as one pass of
-//! its element-wise kernels over the output, which the convolution has just written (it is in
-//! cache), so fusing saves little; see BENCHMARKS.md for the profile.
+//! # Fused epilogue
+//!
+//! What follows a depthwise convolution in the trunks is element-wise: in YAMNet a batch
+//! normalisation tract leaves as a per-channel `Mul` and `Add`, then a ReLU (`Max` 0); in
+//! EfficientNet-Lite0 a ReLU6 (`Max` 0, `Min` 6). tract fuses such nodes into its matrix
+//! products' kernels but not into its depthwise operator: it runs them as one more pass over
+//! the convolution's whole output (`OptBinChain`). The rewrite folds them into
+//! [`MbtDepthwiseConv`] (`Mul` into the filters and bias, `Add` into the bias, `Max`/`Min` into
+//! a clamp applied as each output row is written, while it is in L1 cache), as long as each is
+//! the convolution's (or the previous folded node's) only consumer and takes constants of the
+//! right shape; anything else stops the folding and stays a node of its own. Scaling the
+//! filters rounds differently from scaling the sum: a few ulp. BENCHMARKS.md has the profile
+//! before and after.
 
 mod kernel;
 #[cfg(target_arch = "aarch64")]
@@ -53,6 +63,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::cnn::PaddingSpec;
 use tract_onnx::tract_core::ops::nn::DataFormat;
@@ -67,6 +78,10 @@ pub struct Rewritten {
     pub replaced: usize,
     /// Depthwise convolutions left to tract: `(node name, why)`.
     pub kept: Vec<(String, String)>,
+    /// Element-wise nodes after a replaced convolution folded into it: a per-channel `Mul`
+    /// or `Add` by a constant (YAMNet's batch normalisation) and the `Max` / `Min` by a
+    /// constant of a ReLU or ReLU6.
+    pub fused: usize,
 }
 
 /// 0: not decided yet (read `MBT_DEPTHWISE` on first use), 1: on, 2: off.
@@ -111,12 +126,14 @@ pub fn rewrite_with(model: &mut TypedModel, isa: Isa) -> TractResult<Rewritten> 
         }
         match covered(model, node, conv, isa)? {
             Ok(op) => {
+                let (op, tail, fused) = fold_epilogue(model, id, op)?;
                 let mut patch = TypedModelPatch::new(format!("mbt-depthwise {}", node.name));
                 let x = patch.tap_model(model, node.inputs[0])?;
                 let y = patch.wire_node(&node.name, op, &[x])?;
-                patch.shunt_outside(model, id.into(), y[0])?;
+                patch.shunt_outside(model, tail, y[0])?;
                 patch.apply(model)?;
                 done.replaced += 1;
+                done.fused += fused;
             }
             Err(why) => {
                 log_once(&why);
@@ -178,6 +195,7 @@ fn covered(
                     pool_spec: spec.clone(),
                     kernel: Arc::new(kernel),
                     bias: Arc::new(Tensor::from_shape(&[c], &bias)?),
+                    clamp: None,
                     isa,
                 }));
             }
@@ -186,6 +204,99 @@ fn covered(
         }
     };
     Ok(Err(why))
+}
+
+/// Folds the element-wise nodes that follow the convolution `conv` into `op`, as long as each
+/// is the only consumer of the one before and takes a constant: `Mul` by per-channel values
+/// (into the filters and bias), `Add` of per-channel values (into the bias), then `Max` and
+/// `Min` by one value for all channels (a clamp, applied as each output row is written).
+/// Returns the operator, the outlet it replaces (the last folded node's) and how many nodes
+/// it folded. tract runs such a chain as a separate pass over the convolution's output
+/// (`OptBinChain`), and does not fold it into its own depthwise operator.
+fn fold_epilogue(
+    model: &TypedModel,
+    conv: usize,
+    mut op: MbtDepthwiseConv,
+) -> TractResult<(MbtDepthwiseConv, OutletId, usize)> {
+    let c = op.pool_spec.input_channels;
+    let mut tail = OutletId::new(conv, 0);
+    let mut folded = 0;
+    let (mut lo, mut hi) = (f32::NEG_INFINITY, f32::INFINITY);
+    let mut clamped = false;
+    loop {
+        if model.output_outlets()?.contains(&tail) {
+            break;
+        }
+        let succ = &model.node(tail.node).outputs[tail.slot].successors;
+        if succ.len() != 1 {
+            break;
+        }
+        let next = model.node(succ[0].node);
+        let Some(bin) = next.op_as::<TypedBinOp>() else {
+            break;
+        };
+        if next.inputs.len() != 2 || next.outputs.len() != 1 {
+            break;
+        }
+        let rank = model.outlet_fact(tail)?.rank();
+        let other = next.inputs[1 - succ[0].slot];
+        let fact = model.outlet_fact(other)?;
+        let out = model.outlet_fact(OutletId::new(next.id, 0))?;
+        if out.datum_type != f32::datum_type() || out.rank() != rank {
+            break;
+        }
+        let Some(values) = per_channel(fact, rank, c)? else {
+            break;
+        };
+        let uniform = values.iter().all(|v| v.to_bits() == values[0].to_bits());
+        match bin.0.name() {
+            "Mul" if !clamped => op = op.scaled(&values)?,
+            "Add" if !clamped => op = op.shifted(&values)?,
+            // `Max` then `Min` make one clamp; a `Max` after a `Min` would not.
+            "Max" if uniform && hi == f32::INFINITY => {
+                lo = lo.max(values[0]);
+                clamped = true;
+            }
+            "Min" if uniform => {
+                hi = hi.min(values[0]);
+                clamped = true;
+            }
+            _ => break,
+        }
+        folded += 1;
+        tail = OutletId::new(next.id, 0);
+    }
+    if clamped {
+        op.clamp = Some((lo, hi));
+    }
+    Ok((op, tail, folded))
+}
+
+/// The values of a constant operand `fact` of an element-wise node over the convolution's
+/// output (rank `rank`, channels on axis `rank - 3`), one per channel, when it broadcasts
+/// along every other axis (a shape of ones but for the channel axis, `c` or 1 there).
+fn per_channel(fact: &TypedFact, rank: usize, c: usize) -> TractResult<Option<Vec<f32>>> {
+    let Some(k) = &fact.konst else {
+        return Ok(None);
+    };
+    if k.datum_type() != f32::datum_type() || k.rank() > rank {
+        return Ok(None);
+    }
+    // Right-aligned against the output's axes; the channel axis is third from the end.
+    let shape = k.shape();
+    let ch = k.rank().checked_sub(3);
+    for (i, &d) in shape.iter().enumerate() {
+        if d != 1 && Some(i) != ch {
+            return Ok(None);
+        }
+    }
+    let view = k.try_as_plain_ram()?;
+    let v = view.as_slice::<f32>()?;
+    Ok(match v.len() {
+        1 => Some(vec![v[0]; c]),
+        n if n == c => Some(v.to_vec()),
+        _ => None,
+    })
 }
 
 /// Warns once per process for each reason a depthwise convolution stays tract's.

@@ -23,6 +23,9 @@ pub struct MbtDepthwiseConv {
     pub(crate) kernel: Arc<Tensor>,
     /// `[C]`.
     pub(crate) bias: Arc<Tensor>,
+    /// `(lo, hi)` bounds on every output: a ReLU (`Max` 0) or ReLU6 (`Max` 0, `Min` 6) that
+    /// followed the convolution, fused by the rewrite; `None` for none.
+    pub(crate) clamp: Option<(f32, f32)>,
     pub(crate) isa: Isa,
 }
 
@@ -32,6 +35,45 @@ impl Eq for MbtDepthwiseConv {}
 impl MbtDepthwiseConv {
     fn channels(&self) -> usize {
         self.pool_spec.input_channels
+    }
+
+    /// This convolution followed by a multiplication by `s[c]` on channel `c`: the filters and
+    /// bias scaled.
+    pub(crate) fn scaled(mut self, s: &[f32]) -> TractResult<Self> {
+        let c = self.channels();
+        ensure!(s.len() == c);
+        let mut kernel = (*self.kernel).clone();
+        let mut bias = (*self.bias).clone();
+        let taps = kernel.len() / c.max(1);
+        {
+            let mut k = kernel.try_as_plain_ram_mut()?;
+            for (row, &s) in k.as_slice_mut::<f32>()?.chunks_mut(taps).zip(s) {
+                row.iter_mut().for_each(|v| *v *= s);
+            }
+            let mut b = bias.try_as_plain_ram_mut()?;
+            b.as_slice_mut::<f32>()?
+                .iter_mut()
+                .zip(s)
+                .for_each(|(v, s)| *v *= s);
+        }
+        self.kernel = Arc::new(kernel);
+        self.bias = Arc::new(bias);
+        Ok(self)
+    }
+
+    /// This convolution followed by an addition of `a[c]` on channel `c`: the bias shifted.
+    pub(crate) fn shifted(mut self, a: &[f32]) -> TractResult<Self> {
+        ensure!(a.len() == self.channels());
+        let mut bias = (*self.bias).clone();
+        {
+            let mut b = bias.try_as_plain_ram_mut()?;
+            b.as_slice_mut::<f32>()?
+                .iter_mut()
+                .zip(a)
+                .for_each(|(v, a)| *v += a);
+        }
+        self.bias = Arc::new(bias);
+        Ok(self)
     }
 
     fn geometry(&self, h: usize, w: usize) -> TractResult<Geometry> {
@@ -63,6 +105,9 @@ impl Op for MbtDepthwiseConv {
     fn info(&self) -> TractResult<Vec<String>> {
         let mut info = self.pool_spec.info();
         info.push(format!("kernel: {}", self.isa.name()));
+        if let Some((lo, hi)) = self.clamp {
+            info.push(format!("clamp: [{lo}, {hi}]"));
+        }
         Ok(info)
     }
 
@@ -136,6 +181,7 @@ impl EvalOp for MbtDepthwiseConv {
                             &x[p * plane_in..(p + 1) * plane_in],
                             &kernel[ch * taps..(ch + 1) * taps],
                             bias[ch],
+                            self.clamp,
                             plane,
                             &mut scratch,
                         );
