@@ -526,6 +526,9 @@ pub struct SpoolConfig {
     pub when_full: WhenFull,
     /// `always` (each event durable before it is accepted) or `never`.
     pub fsync: Fsync,
+    /// Events held in memory (per sink) while the disk refuses writes (full, read-only);
+    /// past it the oldest held event is dropped, counted in `mbtd_spool_held_dropped_total`.
+    pub memory_events: usize,
 }
 
 impl Default for SpoolConfig {
@@ -536,6 +539,7 @@ impl Default for SpoolConfig {
             segment_bytes: 1 << 20,
             when_full: WhenFull::DropOldest,
             fsync: Fsync::Always,
+            memory_events: crate::spool::MEMORY_EVENTS,
         }
     }
 }
@@ -555,6 +559,7 @@ impl SpoolConfig {
             segment_bytes: self.segment_bytes,
             when_full: self.when_full,
             fsync: self.fsync,
+            memory_events: self.memory_events,
             ..SpoolOptions::new(self.dir().join(sink))
         }
     }
@@ -577,6 +582,12 @@ impl SpoolConfig {
                     self.segment_bytes,
                     self.max_bytes / 2
                 ),
+            );
+        }
+        if self.memory_events == 0 {
+            return bad(
+                "spool.memory_events",
+                "0 would drop every event while the disk refuses writes; at least 1",
             );
         }
         if self.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
@@ -693,6 +704,18 @@ mod tests {
     }
 
     #[test]
+    fn spool_memory_events_reaches_each_sinks_spool() {
+        let c = PublishConfig::from_toml("[spool]\nmemory_events = 7").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.spool.options_for("mqtt").memory_events, 7);
+        let d = PublishConfig::default();
+        assert_eq!(
+            d.spool.options_for("mqtt").memory_events,
+            crate::spool::MEMORY_EVENTS
+        );
+    }
+
+    #[test]
     fn broker_urls() {
         let u = parse_broker_url("mqtt://broker.lan").unwrap();
         assert_eq!(
@@ -745,6 +768,7 @@ mod tests {
             ("[[gpio.pins]]\npin = 4", "gpio.pins[0].label"),
             ("[spool]\nsegment_bytes = 0", "spool.segment_bytes"),
             ("[spool]\nmax_bytes = 5", "spool.max_bytes"),
+            ("[spool]\nmemory_events = 0", "spool.memory_events"),
             ("[metrics]\nlisten = \"localhost\"", "metrics.listen"),
             ("[evidence]\njpeg_quality = 0", "evidence.jpeg_quality"),
         ];

@@ -10,15 +10,20 @@
 //! gone and the budget is still exceeded (logged), so the bound on disk always holds. Files are written under a temporary name and renamed, so a reader (the
 //! MQTT snapshot publisher) never sees half a JPEG. Only files this module names (`*.jpg`,
 //! `*.wav` with a safe id) are counted or deleted: nothing else in the directory is touched.
+//!
+//! A disk that refuses writes (full, read-only): the save fails with the path and the OS error
+//! and leaves no temporary file and the earlier files whole; the caller logs it (at most once
+//! a minute) and counts it, and the event goes out without new evidence. Writes go through
+//! [`crate::storage::Storage`], where tests make them fail.
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::config::EvidenceConfig;
+use crate::storage::{Disk, Storage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
@@ -82,6 +87,8 @@ pub struct EvidenceStore {
     index: Mutex<(BTreeSet<Item>, u64)>,
     /// Event ids whose files go last (marked for training).
     pinned: Mutex<BTreeSet<String>>,
+    /// Where the files' writes go: the disk, or a test's failing one.
+    storage: Arc<dyn Storage>,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> EvidenceError {
@@ -148,9 +155,16 @@ impl EvidenceStore {
             audio: cfg.audio,
             index: Mutex::new((items, total)),
             pinned: Mutex::new(pinned.into_iter().collect()),
+            storage: Arc::new(Disk),
         };
         store.enforce(&[])?;
         Ok(store)
+    }
+
+    /// Writes through `storage` from now on (a test's [`crate::storage::Faulty`]).
+    pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -197,13 +211,13 @@ impl EvidenceStore {
         let mut keep = Vec::new();
         if let (Some(f), true) = (frame, self.frame) {
             let path = self.jpeg_path(id);
-            self.write_atomic(&path, |tmp| write_jpeg(tmp, f, self.quality))?;
+            self.write_atomic(&path, &encode_jpeg(&path, f, self.quality)?)?;
             keep.push(format!("{id}.jpg"));
             saved.jpeg = Some(path);
         }
         if let (Some(a), true) = (audio, self.audio) {
             let path = self.wav_path(id);
-            self.write_atomic(&path, |tmp| write_wav(tmp, a))?;
+            self.write_atomic(&path, &encode_wav(&path, a)?)?;
             keep.push(format!("{id}.wav"));
             saved.wav = Some(path);
         }
@@ -218,9 +232,7 @@ impl EvidenceStore {
             return Err(EvidenceError::BadId(id.to_string()));
         }
         let path = self.dir.join(format!("{id}.json"));
-        self.write_atomic(&path, |tmp| {
-            fs::write(tmp, json).map_err(|e| io_err(tmp, e))
-        })?;
+        self.write_atomic(&path, json)?;
         self.enforce(&[format!("{id}.json")])?;
         Ok(())
     }
@@ -263,22 +275,25 @@ impl EvidenceStore {
         (ok && held).then(|| self.dir.join(name))
     }
 
-    fn write_atomic(
-        &self,
-        path: &Path,
-        write: impl FnOnce(&Path) -> Result<(), EvidenceError>,
-    ) -> Result<(), EvidenceError> {
+    /// Writes `bytes` to a temporary file and renames it over `path`, through the storage
+    /// seam: a full or read-only disk fails here, leaving the previous file (if any) whole and
+    /// no temporary behind.
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), EvidenceError> {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("evidence")
             .to_string();
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        if let Err(e) = write(&tmp) {
+        let written = self
+            .storage
+            .write_file(&tmp, bytes, false)
+            .map_err(|e| io_err(&tmp, e))
+            .and_then(|()| self.storage.rename(&tmp, path).map_err(|e| io_err(path, e)));
+        if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
         let meta = fs::metadata(path).map_err(|e| io_err(path, e))?;
         if let Ok(mut g) = self.index.lock() {
             let (items, total) = &mut *g;
@@ -344,7 +359,8 @@ pub fn jpeg_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}.jpg"))
 }
 
-fn write_jpeg(path: &Path, f: FrameRef<'_>, quality: u8) -> Result<(), EvidenceError> {
+/// The frame as JPEG bytes (`path` names it in errors).
+fn encode_jpeg(path: &Path, f: FrameRef<'_>, quality: u8) -> Result<Vec<u8>, EvidenceError> {
     let want = f.width.saturating_mul(f.height).saturating_mul(3);
     if f.rgb.len() != want || f.width == 0 || f.height == 0 {
         return Err(EvidenceError::BadFrame {
@@ -362,19 +378,18 @@ fn write_jpeg(path: &Path, f: FrameRef<'_>, quality: u8) -> Result<(), EvidenceE
             got: f.rgb.len(),
         });
     };
-    let file = fs::File::create(path).map_err(|e| io_err(path, e))?;
-    let mut out = BufWriter::new(file);
+    let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
         .encode(f.rgb, w, h, image::ExtendedColorType::Rgb8)
         .map_err(|e| EvidenceError::Encode {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-    use std::io::Write;
-    out.flush().map_err(|e| io_err(path, e))
+    Ok(out)
 }
 
-fn write_wav(path: &Path, a: AudioRef<'_>) -> Result<(), EvidenceError> {
+/// The audio as 16-bit mono WAV bytes (`path` names it in errors).
+fn encode_wav(path: &Path, a: AudioRef<'_>) -> Result<Vec<u8>, EvidenceError> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: a.rate.max(1),
@@ -385,7 +400,8 @@ fn write_wav(path: &Path, a: AudioRef<'_>) -> Result<(), EvidenceError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let mut w = hound::WavWriter::create(path, spec).map_err(enc)?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut out, spec).map_err(enc)?;
     for &s in a.samples {
         let s = if s.is_finite() {
             s.clamp(-1.0, 1.0)
@@ -394,7 +410,8 @@ fn write_wav(path: &Path, a: AudioRef<'_>) -> Result<(), EvidenceError> {
         };
         w.write_sample((s * 32767.0).round() as i16).map_err(enc)?;
     }
-    w.finalize().map_err(enc)
+    w.finalize().map_err(enc)?;
+    Ok(out.into_inner())
 }
 
 #[cfg(test)]
@@ -573,5 +590,55 @@ mod tests {
         for bad in ["ev-2.wav", "ev-1.json", "../ev-2.jpg", "x.txt", "ev-9.jpg"] {
             assert_eq!(s2.media_path(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_disk_that_refuses_writes_fails_the_save_and_leaves_the_old_files_whole() {
+        use crate::storage::Faulty;
+        let t = tempfile::tempdir().unwrap();
+        let faulty = Faulty::new();
+        let store = EvidenceStore::open(&cfg(t.path(), 1 << 20))
+            .unwrap()
+            .with_storage(faulty.clone());
+        let rgb = noise_frame(16, 8, 1);
+        let frame = || FrameRef {
+            width: 16,
+            height: 8,
+            rgb: &rgb,
+        };
+        let samples = vec![0.25f32; 1600];
+        let audio = || AudioRef {
+            rate: 16_000,
+            samples: &samples,
+        };
+        store.save("e-1", Some(frame()), Some(audio())).unwrap();
+        let before = fs::read(store.jpeg_path("e-1")).unwrap();
+        let bytes = store.bytes();
+        for errno in [libc::ENOSPC, libc::EROFS] {
+            faulty.fail(errno);
+            let e = store.save("e-1", Some(frame()), None).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(".e-1.jpg.tmp"), "{msg}");
+            assert!(store.save("e-2", None, Some(audio())).is_err());
+            assert!(store.save_record("e-2", b"{}").is_err());
+            // The earlier file is whole, nothing half-written is left, the budget unchanged.
+            assert_eq!(fs::read(store.jpeg_path("e-1")).unwrap(), before);
+            let names: Vec<String> = fs::read_dir(t.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(
+                names
+                    .iter()
+                    .all(|n| !n.ends_with(".tmp") && !n.starts_with("e-2")),
+                "{names:?}"
+            );
+            assert_eq!(store.bytes(), bytes);
+        }
+        // Space returns: saving works again, without reopening the store.
+        faulty.heal();
+        store.save("e-2", Some(frame()), Some(audio())).unwrap();
+        store.save_record("e-2", b"{}").unwrap();
+        assert!(store.jpeg_path("e-2").is_file() && store.wav_path("e-2").is_file());
     }
 }

@@ -1,6 +1,6 @@
-//! The storage seam: every write the spool journal makes goes through a [`Storage`], so a test
-//! can make the disk full (`ENOSPC`) or read-only (`EROFS`) on demand, on any machine, without
-//! root or a filesystem of its own.
+//! The storage seam: every write the spool journal and the evidence store make goes through a
+//! [`Storage`], so a test can make the disk full (`ENOSPC`) or read-only (`EROFS`) on demand,
+//! on any machine, without root or a filesystem of its own.
 //!
 //! Why a seam rather than only a small tmpfs: mounting needs root (the tmpfs test in
 //! `tests/disk_full.rs` runs where it may and says it skipped elsewhere), and a real full
