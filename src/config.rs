@@ -192,6 +192,12 @@ pub struct ReplayConfig {
     /// true: paced in real time, as a camera and microphone would deliver it. false (default):
     /// as fast as inference goes; nothing is dropped, and the timestamps are the clip's.
     pub realtime: bool,
+    /// Times the clip is played (1, default: once); 0 loops it until `mbtd` is stopped. Each
+    /// lap continues the previous one's timestamps (for a soak: hours of windows from one
+    /// clip); each stream loops on its own length, so a clip whose audio and video lengths
+    /// differ drifts apart by the difference every lap (measured and re-anchored like a
+    /// device's drift).
+    pub loops: u32,
 }
 
 impl Default for ReplayConfig {
@@ -202,6 +208,7 @@ impl Default for ReplayConfig {
             video: None,
             fps: 0,
             realtime: false,
+            loops: 1,
         }
     }
 }

@@ -18,6 +18,8 @@
 //! window if that one did not see it (the onset must lie after it). The end is the end of the
 //! last window that saw it, moved back to the start of the first window that no longer did.
 //! With 2 s windows at a 1 s hop that brackets the onset within about a second.
+//! `start_s`/`end_s` are those times on the run's monotonic clock; `start_ms`/`end_ms` the same
+//! instants in Unix time, from the wall clock as it reads at the window ([`WallTime`]).
 //!
 //! Scores: `score` is the event's peak fused probability (with one modality, that stream's own
 //! head), with the per-modality scores of the same window. An `update` goes out when the peak
@@ -26,7 +28,7 @@
 use mbt_core::event::{Event, EventKind, Modalities, EVENT_SCHEMA};
 use serde::Serialize;
 
-use crate::clock::{secs_to_us, us_to_secs, Clock, Micros};
+use crate::clock::{secs_to_us, us_to_secs, Clock, Micros, Step, WallTime};
 use crate::config::EventsConfig;
 use crate::detector::Scored;
 
@@ -98,7 +100,8 @@ struct Track {
 
 pub struct EventTracker {
     tracks: Vec<Track>,
-    clock: Clock,
+    /// Event times in Unix time: follows the wall clock through steps ([`Self::check_wall`]).
+    wall: WallTime,
     model_version: String,
     run_id: u64,
     count: u64,
@@ -109,9 +112,9 @@ impl EventTracker {
     pub fn new(cfg: &EventsConfig, labels: &[String], model_version: &str, clock: Clock) -> Self {
         EventTracker {
             tracks: tracks(cfg, labels),
-            clock,
-            model_version: model_version.to_string(),
             run_id: clock.wall_start_ms(),
+            wall: WallTime::new(clock),
+            model_version: model_version.to_string(),
             count: 0,
             update_delta: cfg.update_delta,
         }
@@ -210,13 +213,21 @@ impl EventTracker {
             score_audio: peak.audio,
             score_video: peak.video,
             modalities,
-            start_ms: self.clock.wall_ms(start),
-            end_ms: end.map(|e| self.clock.wall_ms(e)),
+            start_ms: self.wall.wall_ms(start),
+            end_ms: end.map(|e| self.wall.wall_ms(e)),
             start_s: us_to_secs(start),
             end_s: end.map(us_to_secs),
             model_version: self.model_version.clone(),
             evidence: None,
         }
+    }
+
+    /// Reads the wall clock (once per window, before [`Self::observe`]); `Some` when it was
+    /// stepped, for the caller to log and count. Event times follow the new wall time from
+    /// here on; an event open across the step gets both its times from the new one in its
+    /// later messages. Ids, order and the run's clock times (`start_s`) never move.
+    pub fn check_wall(&mut self) -> Option<Step> {
+        self.wall.check()
     }
 
     /// Feeds one scored window (in clock order); returns the events it causes.

@@ -19,11 +19,13 @@
 //! * [`detector`]: tokenize with the model's own settings, run, softmax; one-modality fallback;
 //! * [`events`]: thresholds, hysteresis, minimum duration, cool-down;
 //! * [`sink`]: where events go (the `Sink` trait; JSON lines on stdout);
+//! * [`evidence`]: the key frame and audio of each event, written before the sinks see it (a
+//!   disk that refuses the writes is counted, shown and logged once a minute);
 //! * [`tuning`]: thresholds and on/off per label changed at run time (web, MQTT), kept in a
 //!   state file of their own;
 //! * [`reload`]: a new model without a restart (SIGHUP, or its file changed);
 //! * [`publish`]: `mbt-publish`'s MQTT, postcard and GPIO sinks behind that trait (through
-//!   the durable spool), the metrics series, evidence files per event;
+//!   the durable spool), the metrics series, the evidence directory;
 //! * [`web`]: the page on the board (live scores and camera, events with evidence, timeline)
 //!   and its JSON API, the Prometheus endpoint; it reads the pipeline's state through one
 //!   handle ([`web::Live`], which the pipeline feeds) and changes tuning through
@@ -36,6 +38,7 @@ pub mod clock;
 pub mod config;
 pub mod detector;
 pub mod events;
+pub mod evidence;
 pub mod marks;
 pub mod pipeline;
 pub mod publish;

@@ -14,7 +14,7 @@
 //! * **Metrics** ([`PipelineMetrics`]): the pipeline's [`Stats`] are the one source of truth;
 //!   a ticker mirrors them into the registry once a second, inference time is observed per
 //!   batch, events per label and kind as they are delivered.
-//! * **Evidence** ([`EvidenceWriter`]): when a window opens or raises an event, its key frame
+//! * **Evidence** ([`crate::evidence::EvidenceWriter`]): when a window opens or raises an event, its key frame
 //!   and audio are written as `<id>.jpg` / `<id>.wav` (named by the event id) before the event
 //!   reaches any sink, so the MQTT snapshot publisher finds the JPEG.
 //!
@@ -23,15 +23,14 @@
 //! if that fails too, evidence is off (with a warning) and detection goes on. An `evidence.dir`
 //! set explicitly is never replaced: if it is not writable, `mbtd` stops at start naming it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use mbt_core::event::{Event, EventKind, Evidence};
+use mbt_core::event::{Event, EventKind};
 use mbt_publish::backoff::Backoff;
-use mbt_publish::evidence::{AudioRef, EvidenceStore, FrameRef};
+use mbt_publish::evidence::EvidenceStore;
 use mbt_publish::gpio::{GpioSink, RppalPins};
 use mbt_publish::metrics::{Counter, Gauge, Histogram, Registry, SECONDS_BUCKETS};
 use mbt_publish::mqtt::{MqttContext, MqttSink};
@@ -40,7 +39,6 @@ use mbt_publish::spool::SharedSpool;
 use mbt_publish::{DeliveryError, SinkMetrics};
 
 use crate::config::Config;
-use crate::detector::WindowMedia;
 use crate::sink::{Sink, SinkError, SinkFuture};
 use crate::source::Modality;
 use crate::stats::Report;
@@ -217,96 +215,6 @@ fn open_evidence(cfg: &Config) -> anyhow::Result<Option<Arc<EvidenceStore>>> {
         ev.max_bytes
     );
     Ok(Some(Arc::new(store)))
-}
-
-/// Writes the evidence of events as they come out of the event tracker, before any sink sees
-/// them, and names the files in the event (`evidence`, schema 2). The files are named by the
-/// event id (`<id>.jpg`, `<id>.wav` in the evidence directory), so the MQTT snapshot publisher
-/// and a user can also find them from the id alone.
-pub struct EvidenceWriter {
-    store: Arc<EvidenceStore>,
-    /// What each open event's files are, for its later records (an `end` has no media).
-    open: HashMap<String, Evidence>,
-}
-
-impl EvidenceWriter {
-    pub fn new(store: Arc<EvidenceStore>) -> Self {
-        EvidenceWriter {
-            store,
-            open: HashMap::new(),
-        }
-    }
-
-    /// `new` and `update` events take the window's media as their evidence (an update means a
-    /// higher peak: a better picture of it); `end` events keep what they had. Encoding runs
-    /// off the runtime's threads. A failed write is logged and the event goes out anyway
-    /// (with the evidence it had before, if any): a full disk must not stop events.
-    pub async fn write(&mut self, events: &mut [Event], media: &WindowMedia) {
-        let have_media = media.key_frame.is_some() || media.audio.is_some();
-        for e in events.iter_mut() {
-            if e.kind == EventKind::End {
-                e.evidence = self.open.remove(&e.id);
-                continue;
-            }
-            if have_media {
-                let (store, id, media) = (self.store.clone(), e.id.clone(), media.clone());
-                let saved = tokio::task::spawn_blocking(move || {
-                    let frame = media.key_frame.as_deref().map(|f| FrameRef {
-                        width: f.width,
-                        height: f.height,
-                        rgb: &f.data,
-                    });
-                    let audio = media.audio.as_ref().map(|(rate, s)| AudioRef {
-                        rate: *rate,
-                        samples: s,
-                    });
-                    store.save(&id, frame, audio)
-                })
-                .await;
-                match saved {
-                    Ok(Ok(s)) => {
-                        let path = |p: Option<std::path::PathBuf>| {
-                            p.map(|p| p.to_string_lossy().into_owned())
-                        };
-                        let ev = Evidence {
-                            jpeg: path(s.jpeg),
-                            wav: path(s.wav),
-                        };
-                        tracing::debug!("event {}: evidence {ev:?}", e.id);
-                        self.open.insert(e.id.clone(), ev);
-                    }
-                    Ok(Err(err)) => tracing::warn!("event {}: {err}", e.id),
-                    Err(err) => tracing::warn!("event {}: evidence task failed: {err}", e.id),
-                }
-            }
-            e.evidence = self.open.get(&e.id).cloned();
-        }
-        self.save_records(events).await;
-    }
-
-    /// Each event's latest record beside its media (`<id>.json`): what the web page lists
-    /// after a restart. A failed write is logged; the event goes out anyway.
-    async fn save_records(&self, events: &[Event]) {
-        if events.is_empty() {
-            return;
-        }
-        let records: Vec<(String, Vec<u8>)> = events
-            .iter()
-            .filter_map(|e| Some((e.id.clone(), serde_json::to_vec(e).ok()?)))
-            .collect();
-        let store = self.store.clone();
-        let saved = tokio::task::spawn_blocking(move || {
-            for (id, json) in records {
-                if let Err(err) = store.save_record(&id, &json) {
-                    tracing::warn!("event {id}: record: {err}");
-                }
-            }
-        })
-        .await;
-        if let Err(err) = saved {
-            tracing::warn!("evidence records task failed: {err}");
-        }
-    }
 }
 
 // ----------------------------------------------------------------------------------- metrics
@@ -529,6 +437,18 @@ async fn close_spooled(
     }
 }
 
+/// A spool holding events in memory because its disk refuses writes, in a line.
+fn spool_trouble(spool: &SharedSpool) -> Option<String> {
+    let st = spool.stats();
+    (st.held_events > 0).then(|| {
+        format!(
+            "{} event(s) held in memory: the disk refuses spool writes ({} failed so far, {} \
+             dropped from memory); they are written when it takes writes again",
+            st.held_events, st.write_failures, st.held_dropped
+        )
+    })
+}
+
 /// MQTT through its spool.
 struct MqttAdapter {
     sink: Option<MqttSink>,
@@ -538,6 +458,10 @@ struct MqttAdapter {
 impl Sink for MqttAdapter {
     fn name(&self) -> String {
         "mqtt".into()
+    }
+
+    fn storage_error(&self) -> Option<String> {
+        spool_trouble(self.sink.as_ref()?.spool())
     }
 
     fn deliver<'a>(&'a mut self, event: &'a Event) -> SinkFuture<'a> {
@@ -577,6 +501,10 @@ struct UnixAdapter {
 impl Sink for UnixAdapter {
     fn name(&self) -> String {
         "postcard-unix".into()
+    }
+
+    fn storage_error(&self) -> Option<String> {
+        spool_trouble(self.sink.as_ref()?.spool())
     }
 
     fn deliver<'a>(&'a mut self, event: &'a Event) -> SinkFuture<'a> {
@@ -707,46 +635,5 @@ mod tests {
         assert_eq!(pin.levels(), [false, true], "off at open, on at new");
         sink.close().await.unwrap();
         assert_eq!(pin.levels(), [false, true, false], "off at close");
-    }
-
-    /// `new` writes `<id>.jpg` and `<id>.wav` and names them in the event; `end` writes
-    /// nothing and repeats its event's files (none for an event this writer never saw).
-    #[tokio::test]
-    async fn evidence_is_written_under_the_event_id() {
-        let dir = std::env::temp_dir().join(format!("mbtd-unit-evidence-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let cfg = mbt_publish::config::EvidenceConfig {
-            dir: Some(dir.clone()),
-            ..Default::default()
-        };
-        let mut w = EvidenceWriter::new(Arc::new(EvidenceStore::open(&cfg).unwrap()));
-        let media = WindowMedia {
-            key_frame: Some(Arc::new(mbt_media::RgbFrame {
-                width: 4,
-                height: 2,
-                data: vec![128; 24],
-            })),
-            audio: Some((16_000, Arc::new(vec![0.1; 1600]))),
-        };
-        let mut end = event(EventKind::End, "glass_breaking");
-        end.id = "1-0002".into();
-        let mut batch = [event(EventKind::New, "glass_breaking"), end];
-        w.write(&mut batch, &media).await;
-        assert!(dir.join("1-0001.jpg").is_file() && dir.join("1-0001.wav").is_file());
-        assert!(!dir.join("1-0002.jpg").exists());
-        let named = batch[0]
-            .evidence
-            .clone()
-            .expect("evidence named in the event");
-        assert_eq!(
-            named.jpeg.as_deref(),
-            Some(dir.join("1-0001.jpg").to_string_lossy().as_ref())
-        );
-        assert_eq!(batch[1].evidence, None);
-        // The end of 1-0001, with no media: the files of its new.
-        let mut end = [event(EventKind::End, "glass_breaking")];
-        w.write(&mut end, &WindowMedia::default()).await;
-        assert_eq!(end[0].evidence, Some(named));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -65,6 +65,11 @@ pub trait Sink: Send {
     fn scores<'a>(&'a mut self, _scores: &'a WindowScores) -> SinkFuture<'a> {
         Box::pin(async { Ok(()) })
     }
+    /// What is wrong with the sink's storage now (a spool on a disk that refuses writes),
+    /// for the web page's status; `None` when nothing is, or the sink stores nothing.
+    fn storage_error(&self) -> Option<String> {
+        None
+    }
     /// Pushes out anything buffered (may be called any time).
     fn flush(&mut self) -> SinkFuture<'_> {
         Box::pin(async { Ok(()) })

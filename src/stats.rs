@@ -20,6 +20,9 @@ macro_rules! counters {
             pub audio_drift_max_abs_us: AtomicU64,
             /// Per-window latencies, for the quantiles of the report.
             pub latencies: Mutex<Latencies>,
+            /// Writes that fail now, by what writes (`evidence`, `spool mqtt`, `tuning file`,
+            /// `labels.csv`): the latest error of each, cleared when a write succeeds again.
+            pub storage: Mutex<std::collections::BTreeMap<String, String>>,
         }
 
         /// A snapshot of [`Stats`].
@@ -40,6 +43,9 @@ macro_rules! counters {
             pub latency_p50_us: Option<u64>,
             pub latency_p99_us: Option<u64>,
             pub latency_max_us: Option<u64>,
+            /// Writes failing now (a full or read-only disk), one line each: the web page's
+            /// status shows them.
+            pub storage_errors: Vec<String>,
         }
 
         impl Stats {
@@ -58,6 +64,11 @@ macro_rules! counters {
                     latency_p50_us: latency.map(|q| q.0),
                     latency_p99_us: latency.map(|q| q.1),
                     latency_max_us: latency.map(|q| q.2),
+                    storage_errors: self
+                        .storage
+                        .lock()
+                        .map(|m| m.iter().map(|(k, v)| format!("{k}: {v}")).collect())
+                        .unwrap_or_default(),
                 }
             }
         }
@@ -105,6 +116,11 @@ counters! {
     infer_us,
     /// Events delivered, and deliveries a sink refused.
     events,
+    /// Evidence files (media, records) the disk refused to write: the events went out without.
+    evidence_write_failures,
+    /// Times the wall clock was found stepped (it moved unlike the monotonic clock by over
+    /// a second between two windows): logged; event times follow it.
+    wall_clock_steps,
     sink_errors,
     /// Models loaded while running (SIGHUP or the file changed), and reloads refused (the new
     /// file failed to load or did not fit; the running model was kept).
@@ -180,6 +196,20 @@ impl Stats {
 
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A write of `what` fails now with `error` (shown on the web page until cleared).
+    pub fn set_storage_error(&self, what: &str, error: String) {
+        if let Ok(mut m) = self.storage.lock() {
+            m.insert(what.to_string(), error);
+        }
+    }
+
+    /// Writes of `what` succeed again.
+    pub fn clear_storage_error(&self, what: &str) {
+        if let Ok(mut m) = self.storage.lock() {
+            m.remove(what);
+        }
     }
 
     pub fn record_drift(&self, drift_us: i64) {

@@ -66,6 +66,11 @@ impl Daemon {
         r
     }
 
+    /// The daemon's process id (for `/proc/<pid>` samples).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for a log line containing `what`; returns it.
     pub fn wait_log(&self, what: &str, timeout: Duration) -> String {
         let t0 = Instant::now();
@@ -78,6 +83,12 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Reads the log later (after [`Daemon::stop`] consumed the daemon).
+    pub fn log_handle(&self) -> impl Fn() -> String {
+        let log = Arc::clone(&self.log);
+        move || log.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
     pub fn log(&self) -> String {

@@ -50,7 +50,7 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
     let realtime = cfg.is_realtime();
     let timeout = Duration::from_secs_f64(cfg.recovery.read_timeout_s);
     let pacer = |rt: bool| Pacer {
-        clock,
+        clock: clock.clone(),
         realtime: rt,
     };
     let syn = &cfg.synthetic;
@@ -67,13 +67,12 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
             cfg.audio.channels,
             cfg.audio.period_ms,
             timeout,
-            clock,
+            clock.clone(),
         ))),
-        ("replay", Some(c)) => Some(Box::new(AudioReplay::new(
-            &c.audio,
-            cfg.audio.period_ms,
-            pacer(cfg.replay.realtime),
-        )?)),
+        ("replay", Some(c)) => Some(Box::new(
+            AudioReplay::new(&c.audio, cfg.audio.period_ms, pacer(cfg.replay.realtime))?
+                .looped(cfg.replay.loops),
+        )),
         ("synthetic", _) => Some(Box::new(SyntheticAudio::new(
             syn.tone_hz,
             syn.burst_every_s,
@@ -98,10 +97,11 @@ pub fn build(cfg: &Config, clock: Clock) -> anyhow::Result<Pipeline> {
                 },
             },
             timeout,
-            clock,
+            clock.clone(),
         ))),
         ("replay", Some(c)) => {
-            let v = VideoReplay::new(&c.video, c.fps, pacer(cfg.replay.realtime))?;
+            let v = VideoReplay::new(&c.video, c.fps, pacer(cfg.replay.realtime))?
+                .looped(cfg.replay.loops);
             video_fps = Some(v.fps());
             Some(Box::new(v))
         }

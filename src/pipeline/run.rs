@@ -13,7 +13,8 @@ use super::mqtt::mqtt_bridge;
 use super::{Pipeline, RunReport};
 use crate::detector::{Detector, Scored, WindowMedia};
 use crate::events::EventTracker;
-use crate::publish::{EvidenceWriter, PipelineMetrics};
+use crate::evidence::EvidenceWriter;
+use crate::publish::PipelineMetrics;
 use crate::queue::WindowQueue;
 use crate::sink::{Sink, WindowScores};
 use crate::source::{supervise, Backoff, Modality, Source, SourceMsg};
@@ -45,6 +46,15 @@ async fn deliver(
             if let Err(err) = s.deliver(e).await {
                 Stats::inc(&stats.sink_errors);
                 tracing::warn!("{err}");
+            }
+        }
+    }
+    if !events.is_empty() {
+        for s in sinks.iter() {
+            let what = format!("spool {}", s.name());
+            match s.storage_error() {
+                Some(e) => stats.set_storage_error(&what, e),
+                None => stats.clear_storage_error(&what),
             }
         }
     }
@@ -156,7 +166,7 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
     let inference = {
         let (queue, stats, metrics) = (queue.clone(), stats.clone(), metrics.clone());
         let mut detector = p.detector;
-        let clock = p.clock;
+        let clock = p.clock.clone();
         std::thread::Builder::new()
             .name("mbtd-inference".into())
             .spawn(move || {
@@ -213,10 +223,14 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
         let mut tuning = controls.subscribe();
         let eff = tuning.borrow_and_update().clone();
         let mut labels = meta.labels.clone();
-        let mut tracker =
-            EventTracker::new(&eff.events, &meta.labels, &meta.model_version, p.clock);
+        let mut tracker = EventTracker::new(
+            &eff.events,
+            &meta.labels,
+            &meta.model_version,
+            p.clock.clone(),
+        );
         let mut sinks = p.sinks;
-        let mut evidence = p.evidence.map(EvidenceWriter::new);
+        let mut evidence = p.evidence.map(|e| EvidenceWriter::new(e, stats.clone()));
         let metrics = metrics.clone();
         let web_live = web_live.clone();
         tokio::spawn(async move {
@@ -263,6 +277,16 @@ pub async fn run(p: Pipeline, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
                         Stats::inc(&stats.sink_errors);
                         tracing::warn!("{err}");
                     }
+                }
+                if let Some(step) = tracker.check_wall() {
+                    Stats::inc(&stats.wall_clock_steps);
+                    tracing::warn!(
+                        "the wall clock was stepped by {:+.3} s (now {} ms Unix time); windows \
+                         run on the monotonic clock and are unaffected, event times follow \
+                         the wall clock from here on",
+                        step.by_ms as f64 / 1000.0,
+                        step.now_ms
+                    );
                 }
                 let mut events = tracker.observe(&s);
                 let media = std::mem::take(&mut s.media);

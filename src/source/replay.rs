@@ -88,7 +88,7 @@ fn timeline_fps(clip: &Path) -> Option<f64> {
 }
 
 /// Paces delivery on the clock when asked to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Pacer {
     pub clock: Clock,
     pub realtime: bool,
@@ -115,6 +115,9 @@ pub struct AudioReplay {
     samples: Vec<f32>,
     period: usize,
     pos: usize,
+    /// Laps played (`replay.loops`), and how many to play (0: for ever).
+    lap: u64,
+    loops: u32,
     pacer: Pacer,
 }
 
@@ -143,8 +146,16 @@ impl AudioReplay {
             period: ((audio.sample_rate as u64 * period_ms as u64) / 1000).max(1) as usize,
             samples,
             pos: 0,
+            lap: 0,
+            loops: 1,
             pacer,
         })
+    }
+
+    /// Plays the file `loops` times (0: for ever), each lap's timestamps after the last's.
+    pub fn looped(mut self, loops: u32) -> Self {
+        self.loops = loops;
+        self
     }
 
     pub fn duration_s(&self) -> f64 {
@@ -174,12 +185,17 @@ impl Source for AudioReplay {
 
     fn read(&mut self) -> Result<Option<Data>, SourceError> {
         if self.pos >= self.samples.len() {
-            return Ok(None);
+            if !another_lap(&mut self.lap, self.loops) {
+                return Ok(None);
+            }
+            self.pos = 0;
         }
         let end = (self.pos + self.period).min(self.samples.len());
-        let t_us = secs_to_us(self.pos as f64 / self.rate as f64);
+        let lap0 = self.lap * self.samples.len() as u64;
+        let t_us = secs_to_us((lap0 + self.pos as u64) as f64 / self.rate as f64);
         // A microphone hands a period over when its last sample is in.
-        self.pacer.wait(secs_to_us(end as f64 / self.rate as f64));
+        self.pacer
+            .wait(secs_to_us((lap0 + end as u64) as f64 / self.rate as f64));
         let chunk = AudioChunk {
             t_us,
             rate: self.rate,
@@ -205,7 +221,18 @@ pub struct VideoReplay {
     width: u32,
     height: u32,
     next: usize,
+    lap: u64,
+    loops: u32,
     pacer: Pacer,
+}
+
+/// Starts the next lap if `loops` (0: for ever) allows one.
+fn another_lap(lap: &mut u64, loops: u32) -> bool {
+    if loops != 0 && *lap + 1 >= loops as u64 {
+        return false;
+    }
+    *lap += 1;
+    true
 }
 
 impl VideoReplay {
@@ -289,8 +316,16 @@ impl VideoReplay {
             width: first.0 as u32,
             height: first.1 as u32,
             next: 0,
+            lap: 0,
+            loops: 1,
             pacer,
         })
+    }
+
+    /// Plays the frames `loops` times (0: for ever), each lap's timestamps after the last's.
+    pub fn looped(mut self, loops: u32) -> Self {
+        self.loops = loops;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -332,11 +367,14 @@ impl Source for VideoReplay {
 
     fn read(&mut self) -> Result<Option<Data>, SourceError> {
         if self.next >= self.len() {
-            return Ok(None);
+            if !another_lap(&mut self.lap, self.loops) {
+                return Ok(None);
+            }
+            self.next = 0;
         }
         let i = self.next;
         self.next += 1;
-        let t_us = secs_to_us(i as f64 / self.fps);
+        let t_us = secs_to_us((self.lap * self.len() as u64 + i as u64) as f64 / self.fps);
         self.pacer.wait(t_us);
         let frame = match &self.frames {
             Frames::Decoded(f) => f[i].clone(),
@@ -369,6 +407,28 @@ pub fn y4m_fps(bytes: &[u8]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_looped_replay_continues_its_timestamps_and_stops_after_its_laps() {
+        let dir = std::env::temp_dir().join(format!("mbtd-replay-loop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wav = dir.join("a.wav");
+        mbt_media::wav::write_mono_i16(&wav, 16_000, &[0.0f32; 16_000]).unwrap();
+        let pacer = Pacer {
+            clock: Clock::start(),
+            realtime: false,
+        };
+        let mut a = AudioReplay::new(&wav, 500, pacer).unwrap().looped(3);
+        let mut times = Vec::new();
+        while let Some(Data::Audio(c)) = a.read().unwrap() {
+            times.push(c.t_us);
+        }
+        assert_eq!(
+            times,
+            [0, 500_000, 1_000_000, 1_500_000, 2_000_000, 2_500_000]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn y4m_frame_rates() {

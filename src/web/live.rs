@@ -55,6 +55,8 @@ struct Inner {
     rate: VecDeque<(Instant, u64)>,
     /// The mel strip's top value, decaying towards the recent maximum.
     mel_top: Option<f32>,
+    /// Writes failing now (from the report of the latest window).
+    storage_errors: Vec<String>,
 }
 
 /// The shared live state (one per daemon; `Arc` it).
@@ -97,6 +99,7 @@ impl Live {
             level_dbfs: None,
             rate: VecDeque::new(),
             mel_top: None,
+            storage_errors: Vec::new(),
         };
         Live {
             info: Mutex::new(Arc::new(info)),
@@ -327,6 +330,7 @@ impl Live {
         }
         self.near_misses(&mut g, &point);
         g.throughput = throughput(&mut g.rate, report);
+        g.storage_errors.clone_from(&report.storage_errors);
         let mel = mel_raw.map(|(frames, bins, data)| {
             let top_now = data.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             // Decays by 1 % per window towards what is loud now: a quiet room brightens
@@ -368,6 +372,7 @@ impl Live {
             throughput: &g.throughput,
             near_misses: &near_now,
             events: &views,
+            storage_errors: &g.storage_errors,
         };
         if let Ok(json) = serde_json::to_string(&tick) {
             // No receiver: nothing to do; a lagging one skips (never waits).
@@ -478,6 +483,7 @@ impl Live {
                 .map(|e| e.id.clone())
                 .collect(),
             clients: self.clients(),
+            storage_errors: g.storage_errors.clone(),
         }
     }
 
@@ -620,6 +626,23 @@ mod tests {
             points.iter().map(|p| p.index).collect::<Vec<_>>(),
             [1, 2, 3]
         );
+    }
+
+    #[test]
+    fn the_status_and_the_stream_show_failing_writes_until_they_clear() {
+        let l = live3();
+        let m = WindowMedia::default();
+        let mut rx = l.subscribe();
+        let r = Report {
+            storage_errors: vec!["spool mqtt: 3 event(s) held in memory".into()],
+            ..Default::default()
+        };
+        l.window(&scores(0, 0.1, 0.1), &m, &r, &[]);
+        assert_eq!(l.status().storage_errors, r.storage_errors);
+        let tick = rx.try_recv().unwrap();
+        assert!(tick.contains("3 event(s) held in memory"), "{tick}");
+        l.window(&scores(1, 0.1, 0.1), &m, &Report::default(), &[]);
+        assert!(l.status().storage_errors.is_empty());
     }
 
     #[test]

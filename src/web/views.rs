@@ -131,6 +131,9 @@ pub struct Status {
     pub near_misses: Vec<NearMiss>,
     pub open_events: Vec<String>,
     pub clients: usize,
+    /// Writes failing now (a full or read-only disk): evidence, a sink's spool, the tuning
+    /// file, `labels.csv`; one line each, empty when all is well.
+    pub storage_errors: Vec<String>,
 }
 
 /// The per-window message of `/api/scores`.
@@ -149,6 +152,8 @@ pub(super) struct Tick<'a> {
     pub(super) throughput: &'a Throughput,
     pub(super) near_misses: &'a [NearMiss],
     pub(super) events: &'a [EventView],
+    /// Writes failing now (see [`Status::storage_errors`]): the page shows them in a banner.
+    pub(super) storage_errors: &'a [String],
 }
 
 pub(super) fn upsert(events: &mut VecDeque<EventView>, v: EventView, limit: usize) {

@@ -86,6 +86,12 @@ function livePage() {
   setState($("audio-state"), status.audio_state);
   setState($("video-state"), status.video_state);
   $("mode").textContent = status.mode;
+  // Writes the disk refuses (full, read-only): evidence, a spool, shown until they succeed.
+  const storage = (errors) => {
+    $("storage").hidden = !errors.length;
+    $("storage").textContent = errors.length ? "Storage: " + errors.join("; ") : "";
+  };
+  storage(status.storage_errors || []);
 
   const mel = $("mel");
   const ctx = mel.getContext("2d");
@@ -111,6 +117,7 @@ function livePage() {
     setState($("audio-state"), m.audio_state);
     setState($("video-state"), m.video_state);
     $("mode").textContent = m.mode;
+    storage(m.storage_errors || []);
     $("rate").textContent = fmt(m.throughput.windows_per_s, 2);
     $("p50").textContent = m.throughput.latency_p50_ms === null ? "–" : fmt(m.throughput.latency_p50_ms, 0) + " ms";
     $("p99").textContent = m.throughput.latency_p99_ms === null ? "–" : fmt(m.throughput.latency_p99_ms, 0) + " ms";
