@@ -327,8 +327,8 @@ mod tests {
         let ya: Vec<bool> = x.chunks(2).map(|r| r[0] > 0.1).collect();
         let yb: Vec<bool> = x.chunks(2).map(|r| r[1] < -0.2).collect();
         let opt = Fit::default();
-        let both = Logistic::fit(&x, 2, &[ya.clone(), yb.clone()], opt).unwrap();
-        let a = Logistic::fit(&x, 2, &[ya.clone()], opt).unwrap();
+        let both = Logistic::fit(&x, 2, &[ya.clone(), yb], opt).unwrap();
+        let a = Logistic::fit(&x, 2, std::slice::from_ref(&ya), opt).unwrap();
         assert!(both.weight(0, 0) > 1.0 && both.weight(0, 0).abs() > 5.0 * both.weight(0, 1).abs());
         assert!(both.weight(1, 1) < -1.0);
         assert!((both.weight(0, 0) - a.weight(0, 0)).abs() < 1e-4);

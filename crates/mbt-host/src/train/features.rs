@@ -250,7 +250,7 @@ fn open(
 ) -> anyhow::Result<FeatureSplit> {
     let t = Instant::now();
     let header: Header = serde_json::from_slice(
-        &std::fs::read(&hp).with_context(|| format!("cannot read {}", hp.display()))?,
+        &std::fs::read(hp).with_context(|| format!("cannot read {}", hp.display()))?,
     )
     .with_context(|| {
         format!(
@@ -258,7 +258,7 @@ fn open(
             hp.display()
         )
     })?;
-    let file = std::fs::File::open(&bp).with_context(|| format!("cannot read {}", bp.display()))?;
+    let file = std::fs::File::open(bp).with_context(|| format!("cannot read {}", bp.display()))?;
     let len = file
         .metadata()
         .with_context(|| format!("cannot read {}", bp.display()))?
