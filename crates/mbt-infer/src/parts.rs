@@ -522,9 +522,10 @@ impl Streaming {
     /// lengths; the caches keep two windows' worth.
     ///
     /// The trunk parts run one row at a time, so their plans are made for a batch of exactly
-    /// one (tract then picks its convolution kernels for concrete shapes: 1.6x to 2.7x faster
-    /// per row than a symbolic-batch plan, BENCHMARKS.md), with our depthwise convolution
-    /// unless `MBT_DEPTHWISE=tract`.
+    /// one (tract then picks its convolution kernels for concrete shapes: per row, 2.5x (video)
+    /// and 1.3x (audio) faster than a symbolic-batch plan with our depthwise convolution, 7x
+    /// and 4.3x with tract's; BENCHMARKS.md), with our depthwise convolution unless
+    /// `MBT_DEPTHWISE=tract`.
     pub fn from_bytes(
         bytes: &[u8],
         name: &str,
