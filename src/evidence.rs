@@ -53,9 +53,9 @@ impl EvidenceWriter {
     }
 
     fn succeeded(stats: &Stats, warn: &Mutex<Throttle>) {
+        stats.clear_storage_error("evidence");
         let recovered = warn.lock().map(|mut t| t.succeeded()).unwrap_or(false);
         if recovered {
-            stats.clear_storage_error("evidence");
             tracing::info!("evidence: writes succeed again");
         }
     }

@@ -124,6 +124,8 @@ fn a_wall_clock_stepped_both_ways_loses_doubles_and_reorders_nothing() {
     cfg.video.source = "replay".into();
     cfg.replay.clip = clip;
     cfg.evidence.enabled = false;
+    // A free port: tests run in parallel, and the default 8090 may be taken.
+    cfg.web.listen = "127.0.0.1:0".into();
     cfg.sink.stdout = false;
     cfg.events.min_duration_s = 0.0;
     cfg.events.cooldown_s = 0.0;

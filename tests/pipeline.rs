@@ -28,6 +28,8 @@ fn replay_config(clip: &std::path::Path) -> Config {
     cfg.replay.clip = clip.to_path_buf();
     // Evidence is on by default: keep it in the test's own directory.
     cfg.evidence.dir = Some(temp_dir("pipeline-evidence"));
+    // A free port: tests run in parallel, and 8090 may be taken.
+    cfg.web.listen = "127.0.0.1:0".into();
     cfg
 }
 
