@@ -41,13 +41,20 @@ fn the_probe_reports_every_kind_heard_and_seen_with_the_manifests_counts() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report = root.join("probe.json");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/edge.toml");
-    let o = mbt(&[
-        "data",
-        "probe",
-        "--data",
-        arg(&data),
-        "--config",
-        arg(&config),
+    // `mbt data probe` on this data set with the shipped config, then `rest`.
+    let probe = |rest: &[&str]| {
+        let mut all = vec![
+            "data",
+            "probe",
+            "--data",
+            arg(&data),
+            "--config",
+            arg(&config),
+        ];
+        all.extend_from_slice(rest);
+        mbt(&all)
+    };
+    let o = probe(&[
         "--train-clips",
         "48",
         "--frames",
@@ -121,30 +128,10 @@ fn the_probe_reports_every_kind_heard_and_seen_with_the_manifests_counts() {
     }
 
     // Refusals: probing the training split, and a frame count the clips do not have.
-    let o = mbt(&[
-        "data",
-        "probe",
-        "--data",
-        arg(&data),
-        "--config",
-        arg(&config),
-        "--split",
-        "train",
-    ]);
+    let o = probe(&["--split", "train"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--split train"));
-    let o = mbt(&[
-        "data",
-        "probe",
-        "--data",
-        arg(&data),
-        "--config",
-        arg(&config),
-        "--train-clips",
-        "48",
-        "--frames",
-        "17",
-    ]);
+    let o = probe(&["--train-clips", "48", "--frames", "17"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--frames 17"));
     std::fs::remove_dir_all(&root).unwrap();
