@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spool::{Fsync, SpoolOptions, WhenFull, MIN_SPOOL_BYTES};
+use crate::spool::{Fsync, SpoolError, SpoolOptions, WhenFull};
 
 mod mqtt;
 pub use mqtt::{parse_broker_url, BrokerUrl, MqttConfig};
@@ -251,7 +251,6 @@ impl SpoolConfig {
     /// The options of one sink's spool.
     pub fn options_for(&self, sink: &str) -> SpoolOptions {
         SpoolOptions {
-            dir: self.dir().join(sink),
             max_bytes: self.max_bytes,
             segment_bytes: self.segment_bytes,
             when_full: self.when_full,
@@ -262,24 +261,11 @@ impl SpoolConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_bytes < MIN_SPOOL_BYTES {
-            return bad(
-                "spool.max_bytes",
-                format!(
-                    "{} is below the minimum of {MIN_SPOOL_BYTES}",
-                    self.max_bytes
-                ),
-            );
-        }
-        if self.segment_bytes == 0 || self.segment_bytes > self.max_bytes / 2 {
-            return bad(
-                "spool.segment_bytes",
-                format!(
-                    "{} must be between 1 and half of spool.max_bytes ({})",
-                    self.segment_bytes,
-                    self.max_bytes / 2
-                ),
-            );
+        // The sizes: the spool's own check (one rule, whoever opens a spool), its field named.
+        match self.options_for("validate").check() {
+            Err(SpoolError::Config { field, reason }) => return bad(field, reason),
+            Err(e) => return bad("spool", e.to_string()),
+            Ok(()) => {}
         }
         if self.memory_events == 0 {
             return bad(
