@@ -137,11 +137,12 @@ impl EvidenceWriter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use mbt_core::event::{Modalities, EVENT_SCHEMA};
 
-    fn event(kind: EventKind, label: &str) -> Event {
+    /// An event of `kind` for `label` with fixed other fields (also the publish tests' event).
+    pub(crate) fn event(kind: EventKind, label: &str) -> Event {
         Event {
             schema: EVENT_SCHEMA,
             id: "1-0001".into(),

@@ -582,31 +582,9 @@ impl Sink for GpioAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mbt_core::event::{Modalities, EVENT_SCHEMA};
+    use crate::evidence::tests::event;
     use mbt_publish::config::{GpioConfig, GpioPinConfig, PinMode};
     use mbt_publish::gpio::FakePins;
-
-    fn event(kind: EventKind, label: &str) -> Event {
-        Event {
-            schema: EVENT_SCHEMA,
-            id: "1-0001".into(),
-            kind,
-            label: label.into(),
-            score: 0.9,
-            score_audio: None,
-            score_video: None,
-            modalities: Modalities {
-                audio: true,
-                video: true,
-            },
-            start_ms: 0,
-            end_ms: None,
-            start_s: 0.0,
-            end_s: None,
-            model_version: "t".into(),
-            evidence: None,
-        }
-    }
 
     /// The GPIO adapter drives its pin through the `Sink` trait (a fake pin: no GPIO here) and
     /// turns it off at close.
