@@ -373,14 +373,14 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
         )
     };
     let (tph, tps) = (heard.predict(&tr.audio), seen.predict(&tr.video));
+    // Each candidate threshold scored once on the training split; the best one kept.
     let tau = (1..50)
-        .map(|i| i as f64 / 50.0)
-        .max_by(|a, b| {
-            score(&tph, &tps, &tr.truth, *a)
-                .0
-                .total_cmp(&score(&tph, &tps, &tr.truth, *b).0)
+        .map(|i| {
+            let tau = i as f64 / 50.0;
+            (tau, score(&tph, &tps, &tr.truth, tau).0)
         })
-        .unwrap_or(0.25);
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(0.25, |(tau, _)| tau);
     let (top1, none_recall) = score(&ph, &ps, &te.truth, tau);
     let ev = |f: &dyn Fn(&KindFigures) -> Option<f64>| {
         mean_some(
